@@ -1,0 +1,55 @@
+# Two commands set everything up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# Re-install when the project's metadata changes.
+STAMP      := $(VENV)/.installed-runtime
+DEV_STAMP  := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow test-all lint format bench clean venv dev
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[dev,onnx,serve]"
+	touch $(STAMP) $@
+
+venv: $(STAMP)
+dev: $(DEV_STAMP)
+
+## make demo: create .venv, install atrous, run the main job on the embedded default.
+demo: $(STAMP)
+	$(BIN)/atrous demo --out runs/demo
+
+## make test: create .venv with the dev extras and run the test suite (slow tests excluded).
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## make test-slow: only the tests marked slow (long training runs, big models).
+test-slow: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
+
+test-all: $(DEV_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check atrous tests benchmarks
+	$(BIN)/ruff format --check atrous tests benchmarks
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix atrous tests benchmarks
+	$(BIN)/ruff format atrous tests benchmarks
+
+bench: $(DEV_STAMP)
+	$(BIN)/atrous bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,70 @@
+"""The ``atrous`` command. One module per subcommand, each exposing ``register(subparsers)``.
+
+A subcommand module adds its parser with ``subparsers.add_parser(...)`` and sets
+``func=run`` where ``run(args) -> int`` is the exit status. Heavy imports (torch, the
+models) happen inside ``run`` so that ``atrous --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+
+import atrous
+
+# Order shown in `atrous --help`.
+SUBCOMMANDS = (
+    "demo",
+    "rf",
+    "hdc",
+    "erf",
+    "models",
+    "data",
+    "train",
+    "eval",
+    "predict",
+    "export",
+    "bench",
+    "serve",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atrous",
+        description="Semantic segmentation built around dilated (atrous) convolutions.",
+    )
+    parser.add_argument("--version", action="version", version=f"atrous {atrous.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module_name = f"atrous.cli.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
