@@ -1,0 +1,128 @@
+"""The backbone contract: ``feature_info`` per stage and a dict of feature maps.
+
+Every backbone describes its stages with :class:`FeatureInfo` so heads read channel
+counts (never a hard-coded 2048) and the analysis toolkit reads strides and per-block
+dilations from the same lists the network was built from: one source of truth for a
+dilation schedule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One layer on a stage's main (non-shortcut) path, in execution order.
+
+    Attributes:
+        kernel_size: spatial kernel size (1 for a pointwise conv).
+        stride: its stride.
+        dilation: its dilation rate.
+        kind: ``"conv"`` or ``"maxpool"``.
+    """
+
+    kernel_size: int
+    stride: int
+    dilation: int
+    kind: str = "conv"
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What one backbone stage produces.
+
+    Attributes:
+        name: key of this stage's map in the dict ``backbone(x)`` returns.
+        channels: channels of that map.
+        stride: output stride of that map relative to the input (``ceil(H / stride)``
+            is its height for every input height ``H``).
+        dilation: per-block dilation rate of the block's spatial (k > 1) convolutions,
+            one entry per block of the stage, in order.
+        convs: every conv/pool on the main path of the stage, in order, for exact
+            receptive-field arithmetic (shortcut 1x1 projections are left out).
+    """
+
+    name: str
+    channels: int
+    stride: int
+    dilation: tuple[int, ...]
+    convs: tuple[ConvSpec, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (lists instead of tuples)."""
+        data = asdict(self)
+        data["dilation"] = list(self.dilation)
+        data["convs"] = [dict(spec) for spec in data["convs"]]
+        return data
+
+
+def main_path_convs(module: nn.Module) -> tuple[ConvSpec, ...]:
+    """Convs and max-pools of ``module`` in registration order, skipping shortcut branches.
+
+    Every block here registers its layers in execution order, and shortcut projections
+    live under a child named ``downsample``, so registration order is the main path.
+    """
+    specs = []
+    for name, child in module.named_modules():
+        if "downsample" in name.split("."):
+            continue
+        if isinstance(child, nn.Conv2d):
+            specs.append(
+                ConvSpec(
+                    kernel_size=int(child.kernel_size[0]),
+                    stride=int(child.stride[0]),
+                    dilation=int(child.dilation[0]),
+                )
+            )
+        elif isinstance(child, nn.MaxPool2d):
+            kernel = child.kernel_size
+            stride = child.stride
+            specs.append(
+                ConvSpec(
+                    kernel_size=int(kernel if isinstance(kernel, int) else kernel[0]),
+                    stride=int(stride if isinstance(stride, int) else stride[0]),
+                    dilation=1,
+                    kind="maxpool",
+                )
+            )
+    return tuple(specs)
+
+
+class Backbone(nn.Module):
+    """Base class: subclasses fill ``feature_info`` and implement ``stage_blocks``.
+
+    ``forward(x)`` returns ``{info.name: feature_map}`` for every entry of
+    ``feature_info``. ``aux_feature`` names the stage an auxiliary head reads and
+    ``low_level_feature`` the stride-4 stage a DeepLabV3+ decoder reads.
+    """
+
+    feature_info: list[FeatureInfo]
+    aux_feature: str
+    low_level_feature: str
+
+    def stage_blocks(self, name: str) -> list[nn.Module]:
+        """The blocks of stage ``name``, one per entry of its ``dilation`` list."""
+        raise NotImplementedError
+
+    def info(self, name: str) -> FeatureInfo:
+        """The :class:`FeatureInfo` of stage ``name``."""
+        for entry in self.feature_info:
+            if entry.name == name:
+                return entry
+        known = [entry.name for entry in self.feature_info]
+        raise KeyError(f"no stage named {name!r}; stages are {known}")
+
+    @property
+    def out_channels(self) -> int:
+        return self.feature_info[-1].channels
+
+    @property
+    def output_stride(self) -> int:
+        return self.feature_info[-1].stride
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError

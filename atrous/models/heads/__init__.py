@@ -1,0 +1,1 @@
+"""Segmentation heads: ASPP, DeepLab heads, FCN, context module, DUC."""

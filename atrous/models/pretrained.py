@@ -1,0 +1,184 @@
+"""Save and load models as safetensors weights plus a JSON config; no pickle.
+
+A saved model is a folder with ``model.safetensors`` (the state dict) and
+``config.json`` (the builder config, class names, palette, free-form metadata and the
+atrous version that wrote it). Both are written atomically (temporary file in the same
+folder, fsync, ``os.replace``) so an interrupted save never leaves a half-written file
+under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from atrous.models.segmentor import Segmentor
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_NAME = "atrous-model"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def shipped_models() -> list[str]:
+    """Names of the pretrained models shipped inside the package."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    os.close(descriptor)
+    temporary_path = Path(temporary)
+    try:
+        write(temporary_path)
+        with open(temporary_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary_path, path)
+    except BaseException:
+        temporary_path.unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(
+    model: Segmentor,
+    directory: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
+
+    Args:
+        model: a model from :func:`atrous.models.build_model`.
+        directory: output folder.
+        class_names: class names; defaults to ``model.class_names``.
+        palette: one RGB triple per class; defaults to ``model.palette``.
+        metadata: JSON-serialisable extras (dataset, metrics, training recipe).
+
+    Returns:
+        The folder path.
+    """
+    import atrous
+
+    config = getattr(model, "config", None)
+    if not isinstance(config, dict) or "name" not in config:
+        raise TypeError(
+            f"{type(model).__name__} has no builder config; save models built by "
+            "atrous.models.build_model"
+        )
+    names = list(class_names) if class_names is not None else model.class_names
+    colours = palette if palette is not None else model.palette
+    if names is not None and len(names) != model.num_classes:
+        raise ValueError(
+            f"got {len(names)} class names for a model with {model.num_classes} classes"
+        )
+    if colours is not None:
+        colours = [[int(c) for c in colour] for colour in colours]
+        if any(len(colour) != 3 for colour in colours):
+            raise ValueError("palette entries must be RGB triples")
+    document = {
+        "format": FORMAT_NAME,
+        "atrous_version": atrous.__version__,
+        "model": config,
+        "class_names": names,
+        "palette": colours,
+        "metadata": metadata or {},
+    }
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"  # fails early if not JSON
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    _atomic_write(
+        out / WEIGHTS_FILE, lambda path: save_file(state, str(path), metadata={"format": "pt"})
+    )
+    _atomic_write(out / CONFIG_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+    return out
+
+
+def _resolve(name_or_dir: str | os.PathLike[str]) -> Path:
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    shipped = shipped_models()
+    if isinstance(name_or_dir, str) and name_or_dir in shipped:
+        return SHIPPED_DIR / name_or_dir
+    raise FileNotFoundError(
+        f"no saved model at {str(name_or_dir)!r}: it is neither a folder nor a shipped model "
+        f"name. Shipped models: {shipped or 'none'}; a folder written by save_pretrained "
+        f"(holding {CONFIG_FILE} and {WEIGHTS_FILE}) works too"
+    )
+
+
+def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``config.json`` of a saved model folder, with a clear error if broken."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}: a saved model folder needs {CONFIG_FILE}")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); re-save the model") from error
+    if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
+        raise ValueError(f"{path} has no 'model' config object; was it written by save_pretrained?")
+    if "name" not in document["model"]:
+        raise ValueError(f"{path}: the 'model' config has no 'name'")
+    return document
+
+
+def load_pretrained(
+    name_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> Segmentor:
+    """Rebuild a model from ``config.json`` and load ``model.safetensors`` into it.
+
+    Args:
+        name_or_dir: a folder written by :func:`save_pretrained`, or the name of a model
+            shipped in ``atrous/models/weights/``.
+        map_location: device the weights are loaded onto.
+
+    Returns:
+        The model in eval mode, with ``class_names`` and ``palette`` set.
+    """
+    from atrous.models.registry import build_model
+
+    directory = _resolve(name_or_dir)
+    document = read_config(directory)
+    config = dict(document["model"])
+    model = build_model(**config)
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise FileNotFoundError(
+            f"missing {weights_path}: a saved model folder needs {WEIGHTS_FILE}"
+        )
+    try:
+        state = load_file(str(weights_path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"cannot read weights from {weights_path}: {error}") from error
+    mismatch = f"{weights_path} does not match the model in {directory / CONFIG_FILE}"
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise ValueError(f"{mismatch}: {error}") from error
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{mismatch}: missing keys {result.missing_keys[:5]}, "
+            f"unexpected keys {result.unexpected_keys[:5]}"
+        )
+    model.to(map_location)
+    model.class_names = document.get("class_names")
+    palette = document.get("palette")
+    model.palette = [tuple(colour) for colour in palette] if palette is not None else None
+    model.metadata = document.get("metadata") or {}
+    return model.eval()

@@ -1,0 +1,44 @@
+"""One name -> builder dict behind ``build_model`` and ``list_models``.
+
+Each builder is an explicit keyword-only function; this module only maps names to them,
+so an IDE jumps from a name straight to the code that builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from atrous.models.dilated_net import dilated_net
+from atrous.models.segmentor import Segmentor
+
+MODELS: dict[str, Callable[..., Segmentor]] = {
+    "dilated_net": dilated_net,
+}
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(MODELS)
+
+
+def build_model(name: str, *, num_classes: int, **options: Any) -> Segmentor:
+    """Build a registered model: ``build_model("deeplabv3", num_classes=21, backbone="resnet50")``.
+
+    ``build_model(**model.config)`` rebuilds the same architecture.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones) or options
+            the builder does not take.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    builder = MODELS[name]
+    try:
+        return builder(num_classes=num_classes, **options)
+    except TypeError as error:
+        if "unexpected keyword argument" in str(error):
+            raise ValueError(
+                f"{name}: {error}; see help(atrous.models.{builder.__name__})"
+            ) from error
+        raise

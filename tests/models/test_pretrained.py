@@ -1,0 +1,87 @@
+"""save_pretrained / load_pretrained: safetensors + JSON, atomic, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from atrous.models import build_model, load_pretrained, save_pretrained
+
+
+def _tiny():
+    return build_model("dilated_net", num_classes=3, rates=(1, 2), width=8)
+
+
+def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    model = _tiny()
+    model.train()
+    model(torch.randn(2, 3, 16, 16))  # move BN running stats away from their init
+    model.eval()
+    save_pretrained(
+        model,
+        tmp_path / "m",
+        class_names=["sky", "road", "car"],
+        palette=[(1, 2, 3), (4, 5, 6), (7, 8, 9)],
+        metadata={"miou": 0.5},
+    )
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = load_pretrained(tmp_path / "m")
+    assert not loaded.training
+    assert loaded.config == model.config
+    assert loaded.class_names == ["sky", "road", "car"]
+    assert loaded.palette == [(1, 2, 3), (4, 5, 6), (7, 8, 9)]
+    x = torch.randn(1, 3, 21, 17)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    document = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert document["metadata"] == {"miou": 0.5}
+    assert "atrous_version" in document
+
+
+def test_config_rebuilds_the_architecture() -> None:
+    model = build_model("dilated_net", num_classes=4, rates=(2, 3), width=6, stem_stride=4)
+    rebuilt = build_model(**json.loads(json.dumps(model.config)))
+    assert rebuilt.config == model.config
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()
+    }
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
+    save_pretrained(_tiny(), tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=r"model\.safetensors"):
+        load_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors"):
+        load_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "config.json").write_text("{broken")
+    with pytest.raises(ValueError, match=r"config\.json"):
+        load_pretrained(tmp_path / "m")
+
+
+def test_unknown_name_lists_shipped_models_and_mentions_folders() -> None:
+    with pytest.raises(FileNotFoundError, match="Shipped models") as info:
+        load_pretrained("no-such-model")
+    assert "folder" in str(info.value)
+
+
+def test_mismatched_weights_are_rejected(tmp_path: Path) -> None:
+    save_pretrained(_tiny(), tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    document = json.loads(config_path.read_text())
+    document["model"]["width"] = 16
+    config_path.write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="does not match"):
+        load_pretrained(tmp_path / "m")
+
+
+def test_no_temporary_files_left_behind(tmp_path: Path) -> None:
+    save_pretrained(_tiny(), tmp_path)
+    save_pretrained(_tiny(), tmp_path)  # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
