@@ -1,0 +1,112 @@
+"""``atrous eval --model NAME|DIR --data.root ROOT --data.format camvid --split val``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "eval"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        NAME,
+        help="evaluate a saved model on a dataset split",
+        description="Evaluate a saved model (a save_pretrained folder such as runs/x/best, "
+        "or a shipped model name) and print per-class IoU, mIoU, pixel accuracy, mean "
+        "class accuracy, frequency-weighted IoU and boundary F-score.",
+    )
+    p.add_argument("--model", required=True, help="model folder or shipped model name")
+    p.add_argument("--config", help="YAML config whose data/eval sections to use")
+    p.add_argument("--data.root", dest="data_root", help="dataset folder")
+    p.add_argument(
+        "--data.format",
+        dest="data_format",
+        choices=("folder", "camvid", "voc", "cityscapes"),
+        help="dataset layout (default: from --config, else guessed from the folder)",
+    )
+    p.add_argument("--split", default=None, help="split to evaluate (default: val)")
+    p.add_argument("--mode", choices=("whole", "slide", "ms_flip"), help="inference mode")
+    p.add_argument("--window", type=int, help="sliding-window size (mode slide)")
+    p.add_argument("--scales", type=float, nargs="+", help="scales (mode ms_flip)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N images")
+    p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
+    p.set_defaults(func=run)
+
+
+def _guess_format(root: Path) -> str:
+    if (root / "classes.json").exists():
+        return "folder"
+    if (root / "trainannot").is_dir() or (root / "valannot").is_dir():
+        return "camvid"
+    if (root / "gtFine").is_dir():
+        return "cityscapes"
+    if (root / "SegmentationClass").is_dir() or (root / "VOC2012").is_dir():
+        return "voc"
+    return "folder"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from atrous.data import DataError, build_dataset
+    from atrous.engine import ConfigError, evaluate, load_config
+    from atrous.models import load_pretrained
+
+    try:
+        config = load_config(args.config, [])
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    root = args.data_root or config.data.root
+    data_format = args.data_format or (
+        config.data.format if args.config else _guess_format(Path(root))
+    )
+    split = args.split or config.data.val_split
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dataset = build_dataset(data_format, root, split=split)
+        model = load_pretrained(args.model, map_location=device)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if model.num_classes != dataset.num_classes:
+        print(
+            f"error: model {args.model} has {model.num_classes} classes, dataset {root} has "
+            f"{dataset.num_classes}; expected the same",
+            file=sys.stderr,
+        )
+        return 2
+    mode = args.mode or config.eval.mode
+    try:
+        result = evaluate(
+            model,
+            dataset,
+            num_classes=dataset.num_classes,
+            ignore_index=dataset.ignore_index,
+            mode=mode,
+            window=args.window or config.eval.window,
+            overlap=config.eval.overlap,
+            scales=tuple(args.scales) if args.scales else config.eval.scales,
+            boundary_tolerance=config.eval.boundary_tolerance,
+            class_names=dataset.class_names,
+            device=device,
+            max_samples=args.max_samples,
+            progress=True,
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.model} on {root} [{split}], mode {mode}")
+    print(result.table())
+    if args.json_out:
+        document = {"model": str(args.model), "data": str(root), "split": split, "mode": mode}
+        document.update(result.to_dict())
+        Path(args.json_out).write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+    return 0

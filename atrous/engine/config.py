@@ -1,0 +1,284 @@
+"""Training configuration: frozen dataclasses, YAML files, dotted command-line overrides.
+
+YAML is only the serialisation of :class:`Config`; every field has a type and a
+default, so a typo (``optim.lr=O.01``, ``optim.learning_rate=...``) is an error that
+lists the valid choices instead of a silently ignored key::
+
+    config = load_config("configs/synthetic_quick.yaml", ["optim.lr=0.02", "schedule.epochs=3"])
+    save_config(config, "runs/x/config.yaml")   # the resolved config, to reproduce the run
+
+Sections: ``model`` (registry name + builder options, optional pretrained folder),
+``data``, ``optim``, ``schedule``, ``loss``, ``train`` (seed, precision, device, ...)
+and ``eval``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model: ``build_model(name, num_classes=<dataset's>, **options)``.
+
+    ``pretrained`` is a folder written by ``save_pretrained`` (or a shipped model name)
+    to start from; its architecture is used and ``name``/``options`` are ignored.
+    """
+
+    name: str = "dilated_net"
+    options: dict[str, Any] = field(default_factory=dict)
+    pretrained: str | None = None
+    sync_bn: bool = False
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset location and augmentation; ``crop_size`` is ``[height, width]``."""
+
+    format: Literal["folder", "camvid", "voc", "cityscapes"] = "folder"
+    root: str = "data/synthetic"
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: tuple[int, int] = (64, 64)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    hflip: bool = True
+    color_jitter: float = 0.0
+    batch_size: int = 8
+    val_batch_size: int = 1
+    num_workers: int = 0
+    max_val_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with momentum (DeepLab) or AdamW."""
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Poly decay ``(1 - t/T) ** power`` after a linear warm-up from ``warmup_ratio * lr``.
+
+    ``iters_per_epoch`` caps an epoch (for quick runs); ``None`` = the whole dataset.
+    """
+
+    epochs: int = 10
+    iters_per_epoch: int | None = None
+    warmup_iters: int = 0
+    warmup_ratio: float = 0.1
+    power: float = 0.9
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Cross-entropy with the ignore index; optional class weights, OHEM, auxiliary loss.
+
+    ``class_weights``: ``None``, ``"median_frequency"`` (SegNet's balancing, computed
+    from the training masks) or an explicit list. ``ohem_thresh``: keep only pixels whose
+    target probability is below it (at least ``ohem_min_kept``), as in PSPNet/mmseg.
+    """
+
+    ignore_index: int = 255
+    class_weights: str | list[float] | None = None
+    ohem_thresh: float | None = None
+    ohem_min_kept: int = 10000
+    aux_weight: float = 0.4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run settings. ``amp`` only applies on CUDA (CPU runs stay fp32)."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: Literal["none", "bf16", "fp16"] = "bf16"
+    grad_clip: float | None = None
+    log_every: int = 10
+    tensorboard: bool = False
+    keep_checkpoints: int = 2
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Validation during training and ``atrous eval``."""
+
+    every: int = 1
+    mode: Literal["whole", "slide", "ms_flip"] = "whole"
+    window: int = 512
+    overlap: float = 0.33
+    scales: tuple[float, ...] = (0.75, 1.0, 1.25)
+    boundary_tolerance: int = 2
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs; written resolved to ``<out>/config.yaml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message lists what is valid."""
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation, converting YAML lists to tuples."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not {_type_name(annotation)}")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"{where}: expected null, got {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list ({_type_name(annotation)}), got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {list(value)}")
+        item_types = [args[0]] * len(value) if (origin is list or args[-1] is Ellipsis) else args
+        items = [_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types))]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    raise ConfigError(f"{where}: unsupported field type {annotation!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return str(annotation).replace("typing.", "")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {[f'{where}{k}' for k in unknown]}; valid keys in "
+            f"{where.rstrip('.') or 'the top level'}: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, annotation, f"{where}{name}")
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain dict (tuples as lists) for YAML/JSON."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=0.02"`` -> ``(["optim", "lr"], 0.02)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build a :class:`Config` from a nested dict plus dotted overrides, type-checked."""
+    merged = dict(values or {})
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = merged
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[keys[-1]] = value
+    return _build(Config, merged, "")
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        values = loaded or {}
+    try:
+        return config_from_dict(values, overrides)
+    except ConfigError as exc:
+        where = f"{path}: " if path is not None else ""
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def replace(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
+    """A copy of ``config`` with dotted overrides applied (type-checked)."""
+    return config_from_dict(config_to_dict(config), overrides)

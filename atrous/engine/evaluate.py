@@ -1,0 +1,260 @@
+"""Evaluate a model on a dataset: whole image, sliding window, or multi-scale + flip.
+
+``evaluate(model, dataset, num_classes=11)`` returns an :class:`EvalResult`, a
+dict-like of metrics (``result["miou"]``) with a per-class table; ``result.table()``
+is the terminal view and ``result.to_dict()`` the JSON one. Inputs are batches of
+normalised images as the datasets in :mod:`atrous.data` yield them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from atrous.constants import IGNORE_INDEX
+from atrous.engine.metrics import BoundaryF1, ConfusionMatrix
+
+Mode = Literal["whole", "slide", "ms_flip"]
+MODES = ("whole", "slide", "ms_flip")
+
+
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    out = model(x)
+    if isinstance(out, dict):
+        out = out["out"]
+    if out.shape[-2:] != x.shape[-2:]:
+        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return out.float()
+
+
+def window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window offsets covering ``[0, length)``; the last window is flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return [*starts, length - window]
+
+
+def slide_logits(model: nn.Module, x: Tensor, *, window: int, overlap: float) -> Tensor:
+    """Average logits of overlapping ``window`` x ``window`` tiles (zero-padded if small).
+
+    Memory stays bounded by one tile, so large images fit; the overlap hides the seams a
+    model's padding produces at tile borders.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = max(0, window - height), max(0, window - width)
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))  # zero = mean colour after normalisation
+    full_h, full_w = x.shape[-2:]
+    stride = max(1, math.ceil(window * (1 - overlap)))
+    total: Tensor | None = None
+    count = torch.zeros(1, 1, full_h, full_w, device=x.device)
+    for top in window_starts(full_h, window, stride):
+        for left in window_starts(full_w, window, stride):
+            tile = _logits(model, x[..., top : top + window, left : left + window])
+            if total is None:
+                total = x.new_zeros(x.shape[0], tile.shape[1], full_h, full_w)
+            total[..., top : top + window, left : left + window] += tile
+            count[..., top : top + window, left : left + window] += 1
+    assert total is not None
+    return (total / count)[..., :height, :width]
+
+
+def ms_flip_probabilities(model: nn.Module, x: Tensor, *, scales: Sequence[float]) -> Tensor:
+    """Mean softmax over the given input scales and their horizontal flips (DeepLab's TTA)."""
+    height, width = x.shape[-2:]
+    total = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = (
+            x if scale == 1 else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        )
+        for flip in (False, True):
+            view = scaled.flip(-1) if flip else scaled
+            logits = _logits(model, view)
+            if flip:
+                logits = logits.flip(-1)
+            logits = F.interpolate(
+                logits, size=(height, width), mode="bilinear", align_corners=False
+            )
+            probabilities = logits.softmax(1)
+            total = probabilities if total is None else total + probabilities
+    assert total is not None
+    return total / (2 * len(scales))
+
+
+@torch.no_grad()
+def predict_batch(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    mode: Mode = "whole",
+    window: int = 512,
+    overlap: float = 0.33,
+    scales: Sequence[float] = (0.75, 1.0, 1.25),
+) -> Tensor:
+    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``."""
+    if mode == "whole":
+        return _logits(model, x).argmax(1)
+    if mode == "slide":
+        return slide_logits(model, x, window=window, overlap=overlap).argmax(1)
+    if mode == "ms_flip":
+        return ms_flip_probabilities(model, x, scales=scales).argmax(1)
+    raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation; ``result["miou"]`` etc., plus a per-class table.
+
+    ``per_class`` rows: ``name``, ``iou``, ``acc`` (NaN where undefined), ``gt_pixels``,
+    ``pred_pixels`` and ``note`` (``"absent"`` for classes in neither prediction nor
+    ground truth, which the mean IoU leaves out).
+    """
+
+    metrics: dict[str, float]
+    per_class: list[dict[str, Any]]
+    confusion: ConfusionMatrix
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> float:
+        return self.metrics[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.metrics)
+
+    def keys(self) -> Iterable[str]:
+        return self.metrics.keys()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: NaN becomes None."""
+
+        def clean(value: Any) -> Any:
+            return None if isinstance(value, float) and math.isnan(value) else value
+
+        return {
+            "metrics": {k: clean(v) for k, v in self.metrics.items()},
+            "per_class": [{k: clean(v) for k, v in row.items()} for row in self.per_class],
+            "confusion_matrix": self.confusion.matrix.tolist(),
+            "notes": self.notes,
+        }
+
+    def table(self) -> str:
+        """Aligned per-class table and the summary metrics, for the terminal."""
+        width = max([len(str(row["name"])) for row in self.per_class] + [5])
+        lines = [f"{'class':<{width}}  {'IoU':>6}  {'Acc':>6}  {'GT pixels':>10}"]
+        for row in self.per_class:
+            iou = "   n/a" if math.isnan(row["iou"]) else f"{100 * row['iou']:6.2f}"
+            acc = "   n/a" if math.isnan(row["acc"]) else f"{100 * row['acc']:6.2f}"
+            note = f"  ({row['note']})" if row["note"] else ""
+            lines.append(f"{row['name']:<{width}}  {iou}  {acc}  {row['gt_pixels']:>10}{note}")
+        lines.append("")
+        for key, value in self.metrics.items():
+            shown = f"{100 * value:.2f}" if key != "images" else f"{int(value)}"
+            lines.append(f"{key:<16} {shown}")
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def evaluate(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    mode: Mode = "whole",
+    window: int = 512,
+    overlap: float = 0.33,
+    scales: Sequence[float] = (0.75, 1.0, 1.25),
+    boundary_tolerance: int = 2,
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device | None = None,
+    max_samples: int | None = None,
+    progress: bool = False,
+) -> EvalResult:
+    """Run ``model`` over ``data`` and compute confusion-matrix and boundary metrics.
+
+    Args:
+        model: returns logits ``(N, C, H, W)`` (or ``{"out": ...}``).
+        data: a dataset of ``(image, mask)`` pairs (evaluated one image at a time, so
+            sizes may differ) or a DataLoader yielding batches.
+        num_classes: classes of the confusion matrix.
+        ignore_index: ground-truth label left out.
+        mode: ``"whole"``, ``"slide"`` (``window``, ``overlap``) or ``"ms_flip"`` (``scales``).
+        boundary_tolerance: pixels of slack for the boundary F-score.
+        class_names: names for the table (default ``class0``...).
+        device: where to run; default the model's device.
+        max_samples: stop after this many images (quick checks).
+        progress: show a tqdm bar.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if device is None:
+        device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+    boundary = BoundaryF1(tolerance=boundary_tolerance, ignore_index=ignore_index)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
+    total = len(loader.dataset) if max_samples is None else min(max_samples, len(loader.dataset))  # type: ignore[arg-type]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"eval ({mode})", unit="img", leave=False)
+    seen = 0
+    with torch.no_grad():
+        for images, masks in loader:
+            if seen >= total:
+                break
+            images, masks = images[: total - seen], masks[: total - seen]
+            pred = predict_batch(
+                model, images.to(device), mode=mode, window=window, overlap=overlap, scales=scales
+            ).cpu()
+            confusion.update(pred, masks)
+            boundary.update(pred, masks)
+            seen += images.shape[0]
+            if bar is not None:
+                bar.update(images.shape[0])
+    if bar is not None:
+        bar.close()
+    model.train(was_training)
+    names = (
+        list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
+    )
+    iou, acc = confusion.per_class_iou(), confusion.per_class_acc()
+    gt, predicted = confusion.matrix.sum(1), confusion.matrix.sum(0)
+    per_class = [
+        {
+            "name": names[c],
+            "iou": float(iou[c]),
+            "acc": float(acc[c]),
+            "gt_pixels": int(gt[c]),
+            "pred_pixels": int(predicted[c]),
+            "note": "absent" if math.isnan(float(iou[c])) else "",
+        }
+        for c in range(num_classes)
+    ]
+    notes = []
+    absent = confusion.absent_classes()
+    if absent:
+        notes.append(
+            f"note: {len(absent)} class(es) absent from both prediction and ground truth "
+            f"({', '.join(names[c] for c in absent)}) have no IoU and are left out of mIoU"
+        )
+    metrics = {
+        "miou": confusion.miou(),
+        "pixel_acc": confusion.pixel_acc(),
+        "mean_class_acc": confusion.mean_class_acc(),
+        "fw_iou": confusion.fw_iou(),
+        "boundary_f1": boundary.compute(),
+        "images": float(seen),
+    }
+    return EvalResult(metrics=metrics, per_class=per_class, confusion=confusion, notes=notes)
