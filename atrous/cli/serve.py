@@ -25,6 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--port", type=int, default=defaults.port, help="TCP port (default: %(default)s)"
     )
     p.add_argument("--device", default=defaults.device, help="torch device (default: %(default)s)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for the whole server process (default: torch's "
+        "choice); 1 avoids oversubscription on a small or shared CPU",
+    )
     limits = p.add_argument_group("limits")
     limits.add_argument(
         "--max-upload-mb",
@@ -101,6 +108,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(f"atrous serve needs the serve extra: pip install 'atrous[serve]' ({error})")
         return 2
+    if args.torch_threads is not None:
+        if args.torch_threads < 1:
+            print(f"atrous serve: --torch-threads must be >= 1, got {args.torch_threads}")
+            return 2
+        import torch
+
+        # Documented exception to "no set_num_threads in library code": the server
+        # process is the user's, and they asked for this count on the command line.
+        torch.set_num_threads(args.torch_threads)
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("binding to %s: the service is reachable from other machines", config.host)
     # uvicorn handles SIGINT/SIGTERM: it stops accepting, lets in-flight requests

@@ -339,7 +339,7 @@ def create_app(config: ServeConfig, *, loader: Loader | None = None) -> FastAPI:
                     else f"computed at the image size {width}x{height}"
                 ),
                 "coverage": {
-                    "box": dict(zip(("top", "left", "bottom", "right"), view.box)),
+                    "box": dict(zip(("y0", "y1", "x0", "x1"), view.box)),
                     "hole_fraction": view.hole_fraction,
                     "max_paths": int(view.coverage.max()),
                     "png": data_url(png_bytes(coverage_image)),

@@ -31,8 +31,8 @@ class ReceptiveFieldView:
         scale: analysed size / image size (1.0 when the image was small enough).
         coverage: ``HxW`` count of the paths from each input pixel to the output pixel
             through the dilated convolutions (zeros inside the box are the holes).
-        box: ``(top, left, bottom, right)`` of the theoretical receptive field on the
-            grid, inclusive, clipped to it.
+        box: ``(y0, y1, x0, x1)``, half-open: the bounding box of the pixels reached,
+            on the grid (clipped to it near borders).
         hole_fraction: share of pixels inside ``box`` that no path reaches (gridding).
         erf: ``HxW`` effective receptive field: mean absolute input gradient, scaled
             so its maximum is 1.
@@ -182,7 +182,11 @@ class ServedModel:
         with self._analysis_lock:
             coverage = self._coverage_cache.get(key)
             if coverage is None:
-                coverage = coverage_map(self.model, input_size=grid, location=grid_location)
+                # Image-level pooling branches reach every pixel equally; dropping them
+                # keeps the holes of the dilated branches visible. The ERF keeps them.
+                coverage = coverage_map(
+                    self.model, input_size=grid, location=grid_location, global_pooling="drop"
+                )
                 self._coverage_cache[key] = coverage
                 while len(self._coverage_cache) > 64:
                     self._coverage_cache.popitem(last=False)

@@ -213,7 +213,7 @@ async function showReceptiveField(x, y) {
   await Promise.all([drawField("coverage", field.coverage.png), drawField("erf", field.erf.png)]);
   const box = field.coverage.box;
   const scale = 1 / field.scale;
-  const boxSide = `${Math.round((box.bottom - box.top + 1) * scale)}×${Math.round((box.right - box.left + 1) * scale)}`;
+  const boxSide = `${Math.round((box.x1 - box.x0) * scale)}×${Math.round((box.y1 - box.y0) * scale)}`;
   $("rf-title").textContent = `Where the network looks from pixel (${x}, ${y})`;
   $("rf-stats").textContent =
     `Theoretical field ${boxSide} px in the image, ${(100 * field.coverage.hole_fraction).toFixed(1)} % of it never reached (holes); ` +

@@ -1,0 +1,138 @@
+"""Drive the web page in Debian's headless chromium: upload, overlay, toggles, click."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from atrous.serve import ServeConfig
+from tests.serve.live import free_port, live_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium) "
+        "to run the browser test",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright (dev extra) is not installed"
+)
+
+
+def scene(height: int = 72, width: int = 96) -> Image.Image:
+    """A small picture with a few distinct regions, so the model predicts several classes."""
+    image = Image.new("RGB", (width, height), (90, 150, 220))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, height // 2, width, height], fill=(60, 60, 60))
+    draw.ellipse([10, 10, 40, 40], fill=(30, 140, 40))
+    draw.rectangle([60, 20, 90, 60], fill=(240, 220, 30))
+    return image
+
+
+@pytest.fixture(scope="module")
+def server_url(model_dir: Path) -> Iterator[str]:
+    config = ServeConfig(
+        model=str(model_dir), port=free_port(), max_analysis_side=48, erf_samples=2
+    )
+    with live_server(config) as (url, _server):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(server_url: str) -> Iterator[object]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+        )
+        try:
+            tab = browser.new_page(viewport={"width": 1100, "height": 900})
+            tab.set_default_timeout(30_000)
+            yield tab
+        finally:
+            browser.close()
+
+
+CANVAS_PIXELS = """(id) => {
+  const c = document.getElementById(id);
+  return {width: c.width, height: c.height,
+          data: Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)};
+}"""
+
+
+def canvas_rgb(page: object, canvas_id: str) -> np.ndarray:
+    pixels = page.evaluate(CANVAS_PIXELS, canvas_id)
+    rgba = np.asarray(pixels["data"], dtype=np.int16).reshape(pixels["height"], pixels["width"], 4)
+    return rgba[..., :3]
+
+
+def test_upload_overlay_toggle_and_click(page: object, server_url: str, tmp_path: Path) -> None:
+    import httpx
+
+    picture = scene()
+    path = tmp_path / "scene.png"
+    picture.save(path)
+    original = np.asarray(picture, dtype=np.int16)
+
+    page.goto(server_url + "/")
+    page.wait_for_selector("#status[data-state=ready]")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#view[data-state=segmented]")
+
+    # The overlay on the canvas is the server's own overlay at the page's opacity.
+    drawn = canvas_rgb(page, "view")
+    assert drawn.shape == original.shape
+    assert drawn.std() > 5, "canvas is blank"
+    alpha = float(page.input_value("#alpha"))
+    expected = httpx.post(
+        f"{server_url}/v1/segment?format=overlay&alpha={alpha}", content=path.read_bytes()
+    )
+    reference = np.asarray(Image.open(io.BytesIO(expected.content)), dtype=np.int16)
+    assert np.abs(drawn - reference).max() <= 1
+    assert np.abs(drawn - original).max() > 10, "no overlay colours drawn"
+
+    # Legend: one row per class with its area; turning every class off shows the image.
+    rows = page.locator("#legend tbody tr")
+    assert rows.count() == 3
+    areas = [float(t.rstrip(" %")) for t in page.locator("#legend .area").all_inner_texts()]
+    assert sum(areas) == pytest.approx(100.0, abs=0.2)
+    for index in range(3):
+        rows.nth(index).locator("input[type=checkbox]").uncheck()
+    assert np.abs(canvas_rgb(page, "view") - original).max() <= 1
+    rows.nth(0).locator("input[type=checkbox]").check()
+
+    # Click a pixel: the receptive-field view appears for that pixel.
+    box = page.locator("#view").bounding_box()
+    page.click("#view", position={"x": box["width"] * 0.25, "y": box["height"] * 0.5})
+    page.wait_for_selector("#rf[data-state=ready]")
+    clicked = re.search(r"pixel \((\d+), (\d+)\)", page.inner_text("#rf-title"))
+    assert clicked, page.inner_text("#rf-title")
+    # Mouse positions are whole CSS pixels on a scaled canvas: allow one image pixel.
+    assert abs(int(clicked[1]) - 0.25 * 96) <= 1 and abs(int(clicked[2]) - 0.5 * 72) <= 1
+    stats = page.inner_text("#rf-stats")
+    assert "holes" in stats and "ERF" in stats
+    for canvas_id in ("coverage", "erf"):
+        field = canvas_rgb(page, canvas_id)
+        assert field.shape == original.shape
+        # The heat map is drawn over a dimmed image: some pixels are far brighter.
+        dimmed = original * 0.45
+        assert (np.abs(field - dimmed).max(axis=2) > 30).sum() > 10, canvas_id
