@@ -156,7 +156,7 @@ def _json_default(value: Any) -> Any:
 def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
-        return {k: handle.get_tensor(k) for k in handle.keys()}, metadata
+        return {k: handle.get_tensor(k) for k in handle.keys()}, metadata  # noqa: SIM118
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
