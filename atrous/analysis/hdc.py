@@ -1,0 +1,400 @@
+"""Hybrid Dilated Convolution (HDC): check a dilation schedule and design hole-free ones.
+
+Wang et al. (2018), "Understanding Convolution for Semantic Segmentation"
+(arXiv:1702.08502), define for ``K x K`` kernels and rates ``r_1..r_n`` the maximum
+distance between two non-zero inputs seen by layer ``i``:
+
+    M_n = r_n,    M_i = max(M_{i+1} - 2 r_i,  M_{i+1} - 2 (M_{i+1} - r_i),  r_i)
+
+and ask for ``M_2 <= K`` so that the first layer (rate ``r_1``, usually 1) fills the
+gaps; rates in a group should also share no common factor > 1. The M-rule is a
+sufficient-looking rule of thumb, not a proof: ``[2, 2, 2]`` satisfies it and still
+leaves holes. :func:`hdc_check` therefore also counts the holes exactly, from the path
+counts of the chain (:func:`atrous.analysis.coverage.chain_coverage`).
+
+A chain of stride-1 convolutions is a convolution of kernels, which commutes, so the
+coverage depends only on the multiset of rates; the M-rule depends on their order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any
+
+from atrous.analysis.coverage import CoverageMap, chain_counts_1d, chain_coverage
+
+
+@dataclass(frozen=True)
+class HDCReport:
+    """Result of :func:`hdc_check`.
+
+    Attributes:
+        rates: the schedule, first layer first.
+        kernel_size: ``K``.
+        m_values: ``M_1..M_n`` (``M_1`` for completeness; the rule reads ``M_2``).
+        m2: ``M_2``, or ``None`` for a single layer (the rule does not apply).
+        m_rule_passes: ``M_2 <= K`` (``True`` for a single layer).
+        common_factor: greatest common divisor of the rates.
+        has_common_factor: ``common_factor > 1`` (holes for certain: every offset reached
+            is a multiple of it).
+        coverage: exact 2-D coverage of the chain's centre output.
+        hole_fraction: share of the receptive-field box never reached (exact).
+        receptive_field: ``1 + (K - 1) * sum(rates)``.
+        passes: M-rule holds and there are no holes.
+        explanation: plain sentences on why it passes or fails.
+    """
+
+    rates: tuple[int, ...]
+    kernel_size: int
+    m_values: tuple[int, ...]
+    m2: int | None
+    m_rule_passes: bool
+    common_factor: int
+    has_common_factor: bool
+    coverage: CoverageMap
+    hole_fraction: float
+    receptive_field: int
+    passes: bool
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view."""
+        return {
+            "rates": list(self.rates),
+            "kernel_size": self.kernel_size,
+            "m_values": list(self.m_values),
+            "m2": self.m2,
+            "m_rule_passes": self.m_rule_passes,
+            "common_factor": self.common_factor,
+            "has_common_factor": self.has_common_factor,
+            "hole_fraction": self.hole_fraction,
+            "receptive_field": self.receptive_field,
+            "uniformity": self.coverage.uniformity,
+            "is_grid": self.coverage.is_grid,
+            "grid_period": None
+            if self.coverage.grid_period is None
+            else list(self.coverage.grid_period),
+            "passes": self.passes,
+            "explanation": self.explanation,
+        }
+
+
+def _check_rates(rates: Sequence[int], kernel_size: int) -> tuple[int, ...]:
+    values = tuple(int(r) for r in rates)
+    if not values:
+        raise ValueError("rates must not be empty, e.g. --rates 1,2,5")
+    if any(r < 1 for r in values) or any(int(r) != r for r in rates):
+        raise ValueError(f"rates must be integers >= 1, got {list(rates)}")
+    if kernel_size < 2:
+        raise ValueError(f"kernel_size must be >= 2 for dilation to matter, got {kernel_size}")
+    return values
+
+
+def m_values(rates: Sequence[int]) -> tuple[int, ...]:
+    """``M_1..M_n`` of Wang et al. (2018), computed from ``M_n = r_n`` downwards."""
+    rates = tuple(int(r) for r in rates)
+    m = [0] * len(rates)
+    m[-1] = rates[-1]
+    for i in range(len(rates) - 2, -1, -1):
+        nxt, r = m[i + 1], rates[i]
+        m[i] = max(nxt - 2 * r, nxt - 2 * (nxt - r), r)
+    return tuple(m)
+
+
+def receptive_field_of_rates(rates: Sequence[int], kernel_size: int = 3) -> int:
+    """Receptive field of a chain of stride-1 convs: ``1 + (K - 1) * sum(rates)``."""
+    return 1 + (kernel_size - 1) * sum(int(r) for r in rates)
+
+
+def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
+    """Check a schedule with the M-rule, the common-factor rule and the exact holes.
+
+    Args:
+        rates: dilation rates, first layer first.
+        kernel_size: ``K``.
+
+    Returns:
+        An :class:`HDCReport`; ``passes`` is the M-rule *and* no exact holes.
+    """
+    values = _check_rates(rates, kernel_size)
+    ms = m_values(values)
+    m2 = ms[1] if len(values) > 1 else None
+    m_rule = m2 is None or m2 <= kernel_size
+    gcd = reduce(math.gcd, values)
+    coverage = chain_coverage(values, kernel_size, dims=2)
+    holes = coverage.hole_fraction
+    passes = m_rule and holes == 0
+    rf = receptive_field_of_rates(values, kernel_size)
+    sentences = []
+    schedule = ", ".join(map(str, values))
+    if m2 is None:
+        sentences.append("A single layer: the M-rule needs two or more layers.")
+    elif m_rule:
+        sentences.append(
+            f"M_2 = {m2} <= K = {kernel_size}: the M-rule of Wang et al. (2018) holds."
+        )
+    else:
+        sentences.append(
+            f"M_2 = {m2} > K = {kernel_size}: the M-rule fails; the layers above leave gaps "
+            f"of {m2} pixels that a {kernel_size}x{kernel_size} first layer at rate "
+            f"{values[0]} cannot fill."
+        )
+    if gcd > 1:
+        sentences.append(
+            f"All rates share the factor {gcd}, so only offsets that are multiples of {gcd} "
+            "are ever reached (gridding)."
+        )
+    if holes > 0:
+        kind = (
+            f"a regular grid with period {coverage.grid_period}"
+            if coverage.is_grid
+            else "an irregular pattern"
+        )
+        sentences.append(
+            f"The exact coverage of [{schedule}] leaves {holes:.1%} of its {rf}x{rf} "
+            f"receptive field unreached, in {kind}."
+        )
+    else:
+        sentences.append(
+            f"The exact coverage of [{schedule}] reaches every pixel of its {rf}x{rf} "
+            f"receptive field (uniformity {coverage.uniformity:.2f})."
+        )
+    verdict = "Passes." if passes else "Fails."
+    if not passes and m_rule and holes > 0:
+        verdict = "Fails: the M-rule alone misses these holes; the exact check catches them."
+    sentences.append(verdict)
+    return HDCReport(
+        rates=values,
+        kernel_size=kernel_size,
+        m_values=ms,
+        m2=m2,
+        m_rule_passes=m_rule,
+        common_factor=gcd,
+        has_common_factor=gcd > 1,
+        coverage=coverage,
+        hole_fraction=holes,
+        receptive_field=rf,
+        passes=passes,
+        explanation=" ".join(sentences),
+    )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A hole-free schedule found by :func:`design_schedules`.
+
+    Attributes:
+        rates: rates in the order to build them (ascending, the order HDC uses).
+        kernel_size: ``K``.
+        receptive_field: its receptive field.
+        largest_rate: its largest rate.
+        uniformity: uniformity of its 2-D path counts (1 = every pixel equally often).
+        m2: ``M_2`` of that order (``None`` for one layer).
+        explanation: the trade-off in one or two sentences.
+    """
+
+    rates: tuple[int, ...]
+    kernel_size: int
+    receptive_field: int
+    largest_rate: int
+    uniformity: float
+    m2: int | None
+    explanation: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> int:
+        return len(self.rates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rates": list(self.rates),
+            "layers": self.layers,
+            "receptive_field": self.receptive_field,
+            "largest_rate": self.largest_rate,
+            "uniformity": self.uniformity,
+            "m2": self.m2,
+            "explanation": self.explanation,
+        }
+
+
+def _hole_free(rates: Sequence[int], kernel_size: int) -> bool:
+    """Bitset test: is every offset in [-R, R] reached by some path?"""
+    reach = 1
+    span = 0
+    for rate in rates:
+        shifted = 0
+        for tap in range(kernel_size):
+            shifted |= reach << (tap * rate)
+        reach = shifted
+        span += (kernel_size - 1) * rate
+    return reach == (1 << (span + 1)) - 1
+
+
+def _ascending_schedules(
+    layers: int, kernel_size: int, need: int, most: int, high: int
+) -> Iterator[tuple[int, ...]]:
+    """Ascending rate tuples of length ``layers`` whose every prefix is hole-free.
+
+    A chain whose support is the whole span ``[0, S]`` (``S = (K - 1) * sum``) stays
+    gap-free after adding rate ``r`` exactly when ``r <= S + 1``, so the search grows
+    each schedule from a gap-free prefix; the rate sum must end in ``[need, most]``.
+    """
+
+    def reach(span: int, remaining: int, low: int) -> int:
+        # Largest rate sum the remaining layers can add (greedy: each as large as allowed).
+        total = 0
+        for _ in range(remaining):
+            rate = min(high, span + 1)
+            if rate < low:
+                return total
+            total += rate
+            span += (kernel_size - 1) * rate
+        return total
+
+    def grow(prefix: tuple[int, ...], total: int) -> Iterator[tuple[int, ...]]:
+        if len(prefix) == layers:
+            if need <= total <= most:
+                yield prefix
+            return
+        span = (kernel_size - 1) * total
+        low = prefix[-1] if prefix else 1
+        remaining = layers - len(prefix)
+        for rate in range(low, min(high, span + 1, most - total) + 1):
+            after = total + rate
+            if after + reach(span + (kernel_size - 1) * rate, remaining - 1, rate) < need:
+                continue
+            yield from grow((*prefix, rate), after)
+
+    yield from grow((), 0)
+
+
+def design_schedules(
+    kernel_size: int = 3,
+    target_rf: int = 67,
+    max_layers: int = 8,
+    max_rate: int | None = None,
+    limit: int = 10,
+    *,
+    max_candidates: int = 200_000,
+) -> list[Schedule]:
+    """Hole-free schedules whose receptive field reaches ``target_rf``, fewest layers first.
+
+    The search runs over ascending schedules grown from hole-free prefixes (each new
+    rate at most the span so far plus one; HDC's sawtooth groups such as 1, 2, 5 are of
+    this kind), with a rate sum between the least that reaches the target and a quarter
+    more. Coverage does not depend on the order of the rates, so every schedule is
+    reported ascending. Within a depth, schedules closest to the target come first, then
+    the smaller largest rate (less padding, fewer border effects), then the more uniform.
+
+    Args:
+        kernel_size: ``K``.
+        target_rf: receptive field to reach (``>= target_rf``).
+        max_layers: the most layers to consider.
+        max_rate: the largest rate allowed (default: whatever the target needs).
+        limit: how many schedules to return.
+        max_candidates: stop after this many candidates (``extra["truncated"]`` says so).
+
+    Returns:
+        Up to ``limit`` schedules, or an empty list when none fits the limits.
+    """
+    if kernel_size < 2:
+        raise ValueError(f"kernel_size must be >= 2, got {kernel_size}")
+    if target_rf < 1:
+        raise ValueError(f"target_rf must be >= 1, got {target_rf}")
+    if max_layers < 1:
+        raise ValueError(f"max_layers must be >= 1, got {max_layers}")
+    need = max(1, math.ceil((target_rf - 1) / (kernel_size - 1)))
+    most = need + max(2, need // 4)
+    high = max_rate if max_rate is not None else most
+    found: list[tuple[int, ...]] = []
+    seen = 0
+    truncated = False
+    for layers in range(1, max_layers + 1):
+        for rates in _ascending_schedules(layers, kernel_size, need, most, high):
+            seen += 1
+            if seen > max_candidates:
+                truncated = True
+                break
+            found.append(rates)
+        if truncated or len(found) >= limit:
+            break
+    # Rank cheaply first (depth, receptive field, largest rate), then by uniformity among
+    # the leading candidates only: computing every candidate's counts would dominate.
+    found.sort(key=lambda rates: (len(rates), sum(rates), max(rates)))
+    schedules = []
+    for rates in found[: 5 * limit]:
+        coverage = chain_coverage(rates, kernel_size, dims=1)
+        ms = m_values(rates)
+        schedules.append(
+            Schedule(
+                rates=rates,
+                kernel_size=kernel_size,
+                receptive_field=receptive_field_of_rates(rates, kernel_size),
+                largest_rate=max(rates),
+                uniformity=_uniformity_2d(coverage.counts),
+                m2=ms[1] if len(rates) > 1 else None,
+                extra={"truncated": truncated},
+            )
+        )
+    schedules.sort(key=lambda s: (s.layers, s.receptive_field, s.largest_rate, -s.uniformity))
+    schedules = schedules[:limit]
+    return [_explain(s, schedules) for s in schedules]
+
+
+def _uniformity_2d(line: Any) -> float:
+    """Uniformity of the 2-D counts ``outer(line, line)`` without building them."""
+    import numpy as np
+
+    line = np.asarray(line, dtype=np.float64)
+    line = line[line > 0]
+    # mean and mean-square of an outer product factorise.
+    mean = line.mean() ** 2
+    square = (line**2).mean() ** 2
+    cv = math.sqrt(max(square - mean**2, 0.0)) / mean
+    return 1.0 / (1.0 + cv)
+
+
+def _explain(schedule: Schedule, all_found: Sequence[Schedule]) -> Schedule:
+    best_uniformity = max(s.uniformity for s in all_found)
+    fewest = min(s.layers for s in all_found)
+    parts = [
+        f"{schedule.layers} layer(s) reach RF {schedule.receptive_field} with no holes; "
+        f"largest rate {schedule.largest_rate} needs {schedule.largest_rate * (schedule.kernel_size - 1) // 2} "
+        "pixels of padding per side."
+    ]
+    if schedule.layers == fewest:
+        parts.append("Fewest layers (cheapest).")
+    else:
+        parts.append(f"{schedule.layers - fewest} layer(s) more than the shallowest.")
+    if schedule.uniformity >= best_uniformity - 1e-12:
+        parts.append(f"Most uniform coverage found ({schedule.uniformity:.2f}).")
+    else:
+        parts.append(
+            f"Coverage uniformity {schedule.uniformity:.2f} (best {best_uniformity:.2f}): "
+            "some pixels are counted much more often than others."
+        )
+    return Schedule(
+        rates=schedule.rates,
+        kernel_size=schedule.kernel_size,
+        receptive_field=schedule.receptive_field,
+        largest_rate=schedule.largest_rate,
+        uniformity=schedule.uniformity,
+        m2=schedule.m2,
+        explanation=" ".join(parts),
+        extra=schedule.extra,
+    )
+
+
+__all__ = [
+    "HDCReport",
+    "Schedule",
+    "chain_counts_1d",
+    "design_schedules",
+    "hdc_check",
+    "m_values",
+    "receptive_field_of_rates",
+]

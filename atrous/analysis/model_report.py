@@ -1,0 +1,159 @@
+"""Per-stage receptive fields and holes of a built segmentation model.
+
+Works on any model shaped like :class:`atrous.models.Segmentor` (duck-typed, nothing is
+imported from the model zoo): ``model.backbone(x)`` returns ``{stage: feature_map}``,
+``model.backbone.feature_info`` lists each stage's ``name``, ``stride``, ``dilation``
+(per block) and ``convs`` (main-path layers), and ``model.classifier`` reads the maps
+named in ``model.head_inputs``.
+
+Gridding is a property of the grid a dilated stage reads: at the image, every feature
+position of a stride-8 map already covers a large patch, so no holes show. Each stage is
+therefore also analysed against the previous stage's map (``source``), where a stage
+whose blocks all use rates with a common factor leaves a lattice of unreached positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from atrous.analysis.coverage import CoverageMap, coverage_map
+from atrous.analysis.receptive_field import Layer, receptive_field_table
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One row of :func:`stage_report`.
+
+    Attributes:
+        name: stage name (``"head"`` for the classifier).
+        stride: output stride of the stage.
+        dilations: per-block rates (empty for the head).
+        theoretical_rf: receptive field of the main-path convs (``receptive_field_table``),
+            in image pixels; ``None`` when the stage lists no convs.
+        measured_box: the exact coverage box at the image (clipped to the input size).
+        image_hole_fraction: holes at the image inside that box.
+        source: the stage whose map the grid columns are measured on.
+        grid_hole_fraction: holes of this stage's centre output on ``source``'s map.
+        grid_period: the lattice period of those holes, or ``None``.
+        grid_coverage: the coverage map behind the grid columns (for plots).
+    """
+
+    name: str
+    stride: int
+    dilations: tuple[int, ...]
+    theoretical_rf: int | None
+    measured_box: tuple[int, ...]
+    image_hole_fraction: float
+    source: str | None
+    grid_hole_fraction: float | None
+    grid_period: tuple[int, ...] | None
+    grid_coverage: CoverageMap | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stride": self.stride,
+            "dilations": list(self.dilations),
+            "theoretical_rf": self.theoretical_rf,
+            "measured_box": list(self.measured_box),
+            "image_hole_fraction": self.image_hole_fraction,
+            "source": self.source,
+            "grid_hole_fraction": self.grid_hole_fraction,
+            "grid_period": None if self.grid_period is None else list(self.grid_period),
+        }
+
+
+class _HeadProbe(nn.Module):
+    """Backbone features plus the head's logits at feature resolution, in one dict."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.classifier = model.classifier
+        self.head_inputs = tuple(model.head_inputs)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        features = dict(self.backbone(x))
+        features["head"] = self.classifier(*(features[name] for name in self.head_inputs))
+        return features
+
+
+def _layers_of(convs: Sequence[Any]) -> list[Layer]:
+    return [
+        Layer(
+            "pool" if getattr(spec, "kind", "conv") != "conv" else "conv",
+            int(spec.kernel_size),
+            int(spec.stride),
+            int(spec.dilation),
+        )
+        for spec in convs
+    ]
+
+
+def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257)) -> list[StageRow]:
+    """Receptive field and holes per backbone stage, plus the head.
+
+    The head row drops global (image) pooling, which reaches every pixel and would
+    hide the holes of the dilated branches (see ``coverage_map(global_pooling=...)``).
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    backbone = getattr(model, "backbone", None)
+    infos = list(getattr(backbone, "feature_info", []))
+    if backbone is None or not infos:
+        raise TypeError(
+            f"{type(model).__name__} has no backbone.feature_info; stage_report needs a "
+            "Segmentor-like model (see atrous.models.build_model)"
+        )
+    probe = _HeadProbe(model)
+    rows: list[StageRow] = []
+    chain: list[Layer] = []
+    previous: str | None = None
+    for info in infos:
+        chain += _layers_of(getattr(info, "convs", ()))
+        theory = receptive_field_table(chain)[-1].size if chain else None
+        at_image = coverage_map(backbone, input_size, output_index=info.name)
+        on_grid = (
+            coverage_map(backbone, input_size, output_index=info.name, source=previous)
+            if previous is not None
+            else None
+        )
+        rows.append(
+            StageRow(
+                name=info.name,
+                stride=int(info.stride),
+                dilations=tuple(int(d) for d in info.dilation),
+                theoretical_rf=theory,
+                measured_box=at_image.box,
+                image_hole_fraction=at_image.hole_fraction,
+                source=previous,
+                grid_hole_fraction=None if on_grid is None else on_grid.hole_fraction,
+                grid_period=None if on_grid is None else on_grid.grid_period,
+                grid_coverage=on_grid,
+            )
+        )
+        previous = info.name
+    head_source = probe.head_inputs[-1]
+    at_image = coverage_map(probe, input_size, output_index="head", global_pooling="drop")
+    on_grid = coverage_map(
+        probe, input_size, output_index="head", source=head_source, global_pooling="drop"
+    )
+    rows.append(
+        StageRow(
+            name="head",
+            stride=int(rows[-1].stride),
+            dilations=(),
+            theoretical_rf=None,
+            measured_box=at_image.box,
+            image_hole_fraction=at_image.hole_fraction,
+            source=head_source,
+            grid_hole_fraction=on_grid.hole_fraction,
+            grid_period=on_grid.grid_period,
+            grid_coverage=on_grid,
+        )
+    )
+    return rows
