@@ -63,6 +63,7 @@ class TrainResult:
         history: one dict per finished epoch, as in ``metrics.jsonl``.
         best_miou: best validation mIoU (NaN if never evaluated).
         out_dir, best_dir, last_checkpoint, metrics_path: where things were written.
+        model: the trained model (unwrapped from DDP) as it is at the end of the run.
     """
 
     status: str
@@ -72,6 +73,7 @@ class TrainResult:
     best_dir: Path | None = None
     last_checkpoint: Path | None = None
     metrics_path: Path | None = None
+    model: nn.Module | None = None
 
 
 class _SkipSampler(Sampler[int]):
@@ -518,4 +520,5 @@ def _train(
         best_dir=best_dir if best_dir.exists() else None,
         last_checkpoint=last_checkpoint,
         metrics_path=metrics_path,
+        model=model,
     )

@@ -159,6 +159,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # ~20 s; the SIGKILL test above covers resume in the default run
 def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(
     resume_data: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
 ) -> None:
