@@ -9,11 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from atrous.models.deeplab import deeplabv3, deeplabv3plus, duc_hdc, fcn
 from atrous.models.dilated_net import dilated_net
+from atrous.models.drn import drn_c_26, drn_d_22
 from atrous.models.segmentor import Segmentor
 
 MODELS: dict[str, Callable[..., Segmentor]] = {
+    "deeplabv3": deeplabv3,
+    "deeplabv3plus": deeplabv3plus,
     "dilated_net": dilated_net,
+    "drn_c_26": drn_c_26,
+    "drn_d_22": drn_d_22,
+    "duc_hdc": duc_hdc,
+    "fcn": fcn,
 }
 
 

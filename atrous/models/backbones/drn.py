@@ -1,0 +1,135 @@
+"""Dilated residual networks DRN-C-26 and DRN-D-22, output stride 8.
+
+Dilated Residual Networks (Yu, Koltun & Funkhouser, 2017, arXiv:1705.09914): the last
+two ResNet stages keep resolution and dilate by 2 and 4 instead; a max-pooling stem is
+replaced by a stride-1 7x7 conv (pooling aliases high frequencies that dilated layers
+then grid on), and two "degridding" levels at decreasing dilation (2, then 1) without
+residual connections remove the gridding artifacts the dilation leaves.
+DRN-C uses residual blocks in levels 1-2 and non-residual basic blocks in 7-8; DRN-D
+replaces both with plain conv layers. Key names follow the authors' layer0..layer8.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
+from atrous.ops import AtrousConv2d
+
+CHANNELS = (16, 32, 64, 128, 256, 512, 512, 512)
+BLOCKS = (1, 1, 2, 2, 2, 2, 1, 1)  # both DRN-C-26 and DRN-D-22
+STAGES = ("layer0", *(f"layer{i}" for i in range(1, 9)))
+
+
+class DRNBlock(nn.Module):
+    """ResNet basic block with dilation whose residual connection can be switched off."""
+
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
+        )
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.residual = residual
+        self.downsample: nn.Module | None = None
+        if residual and (stride != 1 or inplanes != planes):
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        if self.residual:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+
+class DRN(Backbone):
+    """DRN trunk returning ``{"layer0": ..., "layer8": ...}``; ``arch`` is ``"C"`` or ``"D"``."""
+
+    def __init__(self, *, arch: str = "D") -> None:
+        super().__init__()
+        if arch not in ("C", "D"):
+            raise ValueError(f"unknown DRN arch {arch!r}; choose 'C' (DRN-C-26) or 'D' (DRN-D-22)")
+        # (stride, dilation, kind) per level; kind: conv layers or residual/plain blocks.
+        levels = [
+            (1, 1, "conv" if arch == "D" else "residual"),
+            (2, 1, "conv" if arch == "D" else "residual"),
+            (2, 1, "residual"),
+            (2, 1, "residual"),
+            (1, 2, "residual"),
+            (1, 4, "residual"),
+            (1, 2, "conv" if arch == "D" else "plain"),
+            (1, 1, "conv" if arch == "D" else "plain"),
+        ]
+        self.layer0 = AtrousConv2d(3, CHANNELS[0], 7)
+        self.feature_info = [
+            FeatureInfo(
+                name="layer0",
+                channels=CHANNELS[0],
+                stride=1,
+                dilation=(1,),
+                convs=main_path_convs(self.layer0),
+            )
+        ]
+        inputs, running_stride = CHANNELS[0], 1
+        for index, ((stride, rate, kind), channels, count) in enumerate(
+            zip(levels, CHANNELS, BLOCKS, strict=True)
+        ):
+            blocks: list[nn.Module] = []
+            for block in range(count):
+                block_stride = stride if block == 0 else 1
+                if kind == "conv":
+                    blocks.append(AtrousConv2d(inputs, channels, 3, rate=rate, stride=block_stride))
+                else:
+                    blocks.append(
+                        DRNBlock(
+                            inputs,
+                            channels,
+                            stride=block_stride,
+                            dilation=rate,
+                            residual=kind == "residual",
+                        )
+                    )
+                inputs = channels
+            layer = nn.Sequential(*blocks)
+            name = f"layer{index + 1}"
+            self.add_module(name, layer)
+            running_stride *= stride
+            self.feature_info.append(
+                FeatureInfo(
+                    name=name,
+                    channels=channels,
+                    stride=running_stride,
+                    dilation=tuple(rate for _ in range(count)),
+                    convs=main_path_convs(layer),
+                )
+            )
+        self.arch = arch
+        self.aux_feature = "layer5"
+        self.low_level_feature = "layer3"
+        for child in self.modules():
+            if isinstance(child, nn.Conv2d):
+                nn.init.kaiming_normal_(child.weight, mode="fan_out", nonlinearity="relu")
+
+    def stage_blocks(self, name: str) -> list[nn.Module]:
+        self.info(name)
+        return [self.layer0] if name == "layer0" else list(getattr(self, name))
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        features = {}
+        for name in STAGES:
+            x = getattr(self, name)(x)
+            features[name] = x
+        return features
