@@ -1,0 +1,169 @@
+"""``atrous predict --model NAME|DIR INPUT... --out DIR``: masks, overlays, area CSV."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "predict"
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.75,1,1.25, got {text!r}"
+        ) from error
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"scales must be positive, got {text!r}")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        NAME,
+        help="segment image files, folders or globs",
+        description="Predict a label mask for every input image and write it as a palette "
+        "PNG (labels as pixel values, the model's colours as palette). Files that cannot be "
+        "read are reported by name and reason; the others are still predicted and the exit "
+        "status is 1.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
+    p.add_argument("--model", help="saved model folder or shipped name (class names, palette)")
+    p.add_argument("--out", required=True, help="output folder for <name>.png masks")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight")
+    p.add_argument("--csv", help="write per-class pixel areas of every image to this CSV")
+    p.add_argument("--batch-size", type=int, default=1, help="images (whole) or windows (slide)")
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole")
+    p.add_argument("--window", type=int, default=512, help="sliding-window size in pixels")
+    p.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
+    p.add_argument("--tta-scales", type=_scales, default=(1.0,), help="e.g. 0.75,1,1.25")
+    p.add_argument("--flip", action="store_true", help="average with the mirrored prediction")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--onnx", help="ONNX file for --backend onnxruntime")
+    p.add_argument("--fast", action="store_true", help="torch backend: fold BN, channels_last")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import csv
+    import logging
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from atrous.constants import voc_palette
+    from atrous.infer import (
+        DEFAULT_MAX_PIXELS,
+        ImageError,
+        Predictor,
+        class_areas,
+        colorize,
+        expand_inputs,
+        load_image,
+        overlay,
+    )
+
+    logger = logging.getLogger("atrous.predict")
+    try:
+        files = expand_inputs(args.inputs)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not files:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return 2
+
+    metadata_model = None
+    if args.model:
+        from atrous.infer.loading import load_model
+
+        try:
+            metadata_model = load_model(args.model)
+        except (FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    if args.backend == "onnxruntime":
+        if not args.onnx:
+            print("error: --backend onnxruntime needs --onnx FILE", file=sys.stderr)
+            return 2
+        from atrous.infer.export import OnnxRuntimeModel
+
+        try:
+            runner = OnnxRuntimeModel(args.onnx)
+        except Exception as error:  # onnxruntime raises its own exception types
+            print(f"error: cannot open {args.onnx}: {error}", file=sys.stderr)
+            return 2
+    else:
+        if metadata_model is None:
+            print("error: --model is required with --backend torch", file=sys.stderr)
+            return 2
+        runner = metadata_model
+    predictor = Predictor(
+        runner,
+        device=args.device,
+        mode=args.mode,
+        window=args.window,
+        overlap=args.overlap,
+        scales=args.tta_scales,
+        flip=args.flip,
+        batch_size=args.batch_size,
+        fast=args.fast and args.backend == "torch",
+    )
+    names = getattr(metadata_model, "class_names", None)
+    palette = getattr(metadata_model, "palette", None)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures: list[ImageError] = []
+    area_rows: list[dict] = []
+    max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
+    step = args.batch_size if args.mode == "whole" else 1
+    done = 0
+    with tqdm(total=len(files), unit="img", disable=None) as bar:
+        for start in range(0, len(files), step):
+            loaded: list[tuple[Path, object]] = []
+            for path in files[start : start + step]:
+                try:
+                    loaded.append((path, load_image(path, max_pixels=max_pixels)))
+                except ImageError as error:
+                    failures.append(error)
+                    logger.error("skipped %s", error)
+                    bar.update(1)
+            if not loaded:
+                continue
+            masks = predictor.predict_batch([image for _, image in loaded])
+            for (path, image), mask in zip(loaded, masks):
+                num_classes = int(mask.max()) + 1
+                if names is None:
+                    known = getattr(metadata_model, "num_classes", None) or 21
+                    names = [f"class_{i}" for i in range(max(known, num_classes))]
+                if palette is None:
+                    palette = voc_palette(256)
+                colorize(mask, palette).save(out / f"{path.stem}.png")
+                if args.overlay:
+                    overlay(image, mask, palette, args.alpha).save(out / f"{path.stem}_overlay.png")
+                if args.csv:
+                    for row in class_areas(mask, names):
+                        area_rows.append({"file": str(path), **row})
+                done += 1
+                bar.update(1)
+    if args.csv:
+        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(
+                handle, fieldnames=["file", "index", "name", "pixels", "fraction"]
+            )
+            writer.writeheader()
+            for row in area_rows:
+                writer.writerow({**row, "fraction": f"{row['fraction']:.6f}"})
+    print(f"predicted {done} of {len(files)} files into {out}")
+    if failures:
+        print(f"{len(failures)} file(s) could not be read:", file=sys.stderr)
+        for error in failures:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    return 0
