@@ -10,6 +10,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,9 +139,10 @@ class ServedModel:
         from atrous.models import load_pretrained
 
         model = load_pretrained(name_or_dir)
+        # A folder is named by its last part: clients need no paths of the server's disk.
         return cls(
             model,
-            name=str(name_or_dir),
+            name=Path(name_or_dir).name if Path(name_or_dir).is_dir() else str(name_or_dir),
             class_names=model.class_names,
             palette=model.palette,
             device=device,

@@ -29,12 +29,15 @@ def test_probes(client: TestClient) -> None:
     assert ready.json()["load"]["running"] == 0
 
 
-def test_models_reports_classes_colours_stride_and_limits(client: TestClient) -> None:
+def test_models_reports_classes_colours_stride_and_limits(
+    client: TestClient, model_dir: Path
+) -> None:
     (info,) = client.get("/v1/models").json()["models"]
+    assert info["name"] == model_dir.name  # the folder's name, not the server's path
     assert [c["name"] for c in info["classes"]] == CLASS_NAMES
     assert [tuple(c["color"]) for c in info["classes"]] == PALETTE
     assert info["num_classes"] == 3
-    assert info["output_stride"] == load_pretrained(info["name"]).output_stride
+    assert info["output_stride"] == load_pretrained(model_dir).output_stride
     assert info["limits"]["max_upload_bytes"] == 200_000
     assert info["limits"]["max_image_pixels"] == 1_000_000
 
