@@ -5,7 +5,14 @@ Imports nothing from ``atrous.engine``, ``atrous.data`` or ``atrous.serve``; tor
 only needed for :func:`coverage_map` of a network and :func:`effective_receptive_field`.
 """
 
-from atrous.analysis.coverage import CoverageMap, chain_counts_1d, chain_coverage, coverage_map
+from atrous.analysis.coverage import (
+    CoverageMap,
+    CoverageRequest,
+    chain_counts_1d,
+    chain_coverage,
+    coverage_map,
+    coverage_maps,
+)
 from atrous.analysis.erf import ERF, effective_receptive_field
 from atrous.analysis.hdc import HDCReport, Schedule, design_schedules, hdc_check, m_values
 from atrous.analysis.plots import plot_coverage, plot_erf, plot_schedules
@@ -20,6 +27,7 @@ from atrous.analysis.receptive_field import (
 __all__ = [
     "ERF",
     "CoverageMap",
+    "CoverageRequest",
     "HDCReport",
     "Layer",
     "RFRow",
@@ -29,6 +37,7 @@ __all__ = [
     "chain_layers",
     "context_module_layers",
     "coverage_map",
+    "coverage_maps",
     "design_schedules",
     "effective_receptive_field",
     "hdc_check",

@@ -322,68 +322,119 @@ def _needs_full(model: Any) -> bool:
     return any(isinstance(m, mixing) for m in model.modules())
 
 
+@dataclass(frozen=True)
+class CoverageRequest:
+    """One map to compute in :func:`coverage_maps`: which output, where, from which source."""
+
+    output_index: Any = None
+    source: str | None = None
+    location: Location | None = None
+
+
 def _run(
     model: Any,
     input_size: tuple[int, ...],
-    location: Location | None,
+    requests: Sequence[CoverageRequest],
     *,
     in_channels: int,
-    output_index: Any,
-    source: str | None,
     collapsed: bool,
     global_pooling: str,
-) -> tuple[np.ndarray, Location]:
+) -> list[tuple[np.ndarray, Location]]:
+    """One forward pass of the linearised copy, one backward pass per request."""
     import torch
 
     net = _linearise(model, collapsed=collapsed, global_pooling=global_pooling)
     channels = 1 if collapsed else in_channels
     x = torch.ones((1, channels, *input_size), dtype=torch.float64, requires_grad=True)
     captured: dict[str, Any] = {}
-    handle = None
-    if source is not None and isinstance(net, torch.nn.Module):
+    handles = []
+    if isinstance(net, torch.nn.Module):
         modules = dict(net.named_modules())
-        if source in modules:
+        for name in {r.source for r in requests if r.source is not None}:
+            if name in modules:
 
-            def hook(_module: Any, _inputs: Any, output: Any) -> None:
-                captured["source"] = output
+                def hook(_module: Any, _inputs: Any, output: Any, name: str = name) -> None:
+                    captured[name] = output
 
-            handle = modules[source].register_forward_hook(hook)
+                handles.append(modules[name].register_forward_hook(hook))
+    results = []
     try:
         with torch.enable_grad():
             raw = net(x)
-            out = _select_output(raw, output_index)
-            if source is None:
-                src = x
-            elif "source" in captured:
-                src = captured["source"]
-            elif isinstance(raw, dict) and source in raw:
-                src = raw[source]
-            else:
-                keys = sorted(raw) if isinstance(raw, dict) else []
-                raise KeyError(
-                    f"source {source!r} is neither a submodule name nor a key of the "
-                    f"model's output dict {keys}"
+            for index, request in enumerate(requests):
+                out = _select_output(raw, request.output_index)
+                source = request.source
+                if source is None:
+                    src = x
+                elif source in captured:
+                    src = captured[source]
+                elif isinstance(raw, dict) and source in raw:
+                    src = raw[source]
+                else:
+                    keys = sorted(raw) if isinstance(raw, dict) else []
+                    raise KeyError(
+                        f"source {source!r} is neither a submodule name nor a key of the "
+                        f"model's output dict {keys}"
+                    )
+                spatial = tuple(out.shape[2:])
+                location = request.location
+                if location is None:
+                    location = tuple(s // 2 for s in spatial)
+                location = tuple(int(v) for v in location)
+                if len(location) != len(spatial) or any(
+                    not 0 <= v < s for v, s in zip(location, spatial)
+                ):
+                    raise ValueError(
+                        f"location {location} is outside the output of spatial shape {spatial}"
+                    )
+                seed = out[(0, slice(None), *location)].sum()
+                (grad,) = torch.autograd.grad(
+                    seed, src, allow_unused=True, retain_graph=index < len(requests) - 1
                 )
-            spatial = tuple(out.shape[2:])
-            if location is None:
-                location = tuple(s // 2 for s in spatial)
-            location = tuple(int(v) for v in location)
-            if len(location) != len(spatial) or any(
-                not 0 <= v < s for v, s in zip(location, spatial)
-            ):
-                raise ValueError(
-                    f"location {location} is outside the output of spatial shape {spatial}"
-                )
-            seed = out[(0, slice(None), *location)].sum()
-            (grad,) = torch.autograd.grad(seed, src, allow_unused=True)
+                if grad is None:
+                    counts = np.zeros(tuple(src.shape[2:]), dtype=np.float64)
+                else:
+                    counts = grad[0].mean(dim=0).detach().cpu().numpy().astype(np.float64)
+                results.append((counts, location))
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
-    if grad is None:
-        counts = np.zeros(tuple(src.shape[2:]), dtype=np.float64)
-    else:
-        counts = grad[0].mean(dim=0).detach().cpu().numpy().astype(np.float64)
-    return counts, location
+    return results
+
+
+def coverage_maps(
+    model: Any,
+    input_size: int | Sequence[int],
+    requests: Sequence[CoverageRequest],
+    *,
+    in_channels: int = 3,
+    method: str = "auto",
+    global_pooling: str = "keep",
+) -> list[CoverageMap]:
+    """Several coverage maps from one linearised copy and one forward pass.
+
+    Same semantics as :func:`coverage_map` for every request; cheaper when one network
+    is analysed at several outputs or against several sources (a per-stage report).
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    input_size = tuple(int(s) for s in input_size)
+    if method not in ("auto", "collapsed", "full"):
+        raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
+    if global_pooling not in ("keep", "drop"):
+        raise ValueError(f"global_pooling must be 'keep' or 'drop', got {global_pooling!r}")
+    kwargs = dict(in_channels=in_channels, global_pooling=global_pooling)
+    use_collapsed = method == "collapsed" or (method == "auto" and not _needs_full(model))
+    if use_collapsed:
+        try:
+            results = _run(model, input_size, requests, collapsed=True, **kwargs)
+            return [summarize_counts(c, loc, method="collapsed") for c, loc in results]
+        except (RuntimeError, ValueError) as error:
+            if method == "collapsed":
+                raise
+            logger.debug("collapsed coverage failed (%s); using the full network", error)
+    results = _run(model, input_size, requests, collapsed=False, **kwargs)
+    return [summarize_counts(c, loc, method="full") for c, loc in results]
 
 
 def coverage_map(
@@ -422,31 +473,17 @@ def coverage_map(
     Returns:
         A :class:`CoverageMap` (counts in the source's spatial shape).
     """
-    if isinstance(input_size, int):
-        input_size = (input_size, input_size)
-    input_size = tuple(int(s) for s in input_size)
-    if method not in ("auto", "collapsed", "full"):
-        raise ValueError(f"method must be 'auto', 'collapsed' or 'full', got {method!r}")
-    if global_pooling not in ("keep", "drop"):
-        raise ValueError(f"global_pooling must be 'keep' or 'drop', got {global_pooling!r}")
-    loc = None if location is None else tuple(int(v) for v in location)
-    kwargs = dict(
+    location = None if location is None else tuple(int(v) for v in location)
+    request = CoverageRequest(output_index=output_index, source=source, location=location)
+    (coverage,) = coverage_maps(
+        model,
+        input_size,
+        [request],
         in_channels=in_channels,
-        output_index=output_index,
-        source=source,
+        method=method,
         global_pooling=global_pooling,
     )
-    use_collapsed = method == "collapsed" or (method == "auto" and not _needs_full(model))
-    if use_collapsed:
-        try:
-            counts, loc = _run(model, input_size, loc, collapsed=True, **kwargs)
-            return summarize_counts(counts, loc, method="collapsed")
-        except (RuntimeError, ValueError) as error:
-            if method == "collapsed":
-                raise
-            logger.debug("collapsed coverage failed (%s); using the full network", error)
-    counts, loc = _run(model, input_size, loc, collapsed=False, **kwargs)
-    return summarize_counts(counts, loc, method="full")
+    return coverage
 
 
 def is_integral(counts: np.ndarray) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from atrous.analysis.coverage import CoverageMap, coverage_map
+from atrous.analysis.coverage import CoverageMap, CoverageRequest, coverage_maps
 from atrous.analysis.receptive_field import Layer, receptive_field_table
 
 
@@ -110,24 +110,33 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
             "Segmentor-like model (see atrous.models.build_model)"
         )
     probe = _HeadProbe(model)
+    head_source = probe.head_inputs[-1]
+    # One linearised copy and one forward pass for every map of the report. Image
+    # pooling is dropped: it reaches every pixel and would hide the dilated branches'
+    # holes in the head row (it cannot affect the backbone rows).
+    requests = []
+    for index, info in enumerate(infos):
+        requests.append(CoverageRequest(output_index=info.name))
+        if index:
+            requests.append(CoverageRequest(output_index=info.name, source=infos[index - 1].name))
+    requests += [
+        CoverageRequest(output_index="head"),
+        CoverageRequest(output_index="head", source=head_source),
+    ]
+    maps = iter(coverage_maps(probe, input_size, requests, global_pooling="drop"))
     rows: list[StageRow] = []
     chain: list[Layer] = []
     previous: str | None = None
     for info in infos:
         chain += _layers_of(getattr(info, "convs", ()))
-        theory = receptive_field_table(chain)[-1].size if chain else None
-        at_image = coverage_map(backbone, input_size, output_index=info.name)
-        on_grid = (
-            coverage_map(backbone, input_size, output_index=info.name, source=previous)
-            if previous is not None
-            else None
-        )
+        at_image = next(maps)
+        on_grid = next(maps) if previous is not None else None
         rows.append(
             StageRow(
                 name=info.name,
                 stride=int(info.stride),
                 dilations=tuple(int(d) for d in info.dilation),
-                theoretical_rf=theory,
+                theoretical_rf=receptive_field_table(chain)[-1].size if chain else None,
                 measured_box=at_image.box,
                 image_hole_fraction=at_image.hole_fraction,
                 source=previous,
@@ -137,11 +146,7 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
             )
         )
         previous = info.name
-    head_source = probe.head_inputs[-1]
-    at_image = coverage_map(probe, input_size, output_index="head", global_pooling="drop")
-    on_grid = coverage_map(
-        probe, input_size, output_index="head", source=head_source, global_pooling="drop"
-    )
+    at_image, on_grid = next(maps), next(maps)
     rows.append(
         StageRow(
             name="head",

@@ -223,10 +223,10 @@ def test_dilated_resnet_collapsed_equals_full_channel_reference() -> None:
     # full-channel reference quick; layer4 keeps its 3 blocks).
     # Built on the meta device: the linearised copy never reads conv or norm weights.
     with torch.device("meta"):
-        resnet = ResNet(Bottleneck, [1, 1, 2, 3], replace_stride_with_dilation=[False, True, True])
+        resnet = ResNet(Bottleneck, [1, 1, 1, 3], replace_stride_with_dilation=[False, True, True])
     backbone = IntermediateLayerGetter(resnet, {"layer3": "layer3", "layer4": "out"})
-    fast = coverage_map(backbone, (33, 33), method="collapsed", source="layer3")
-    slow = coverage_map(backbone, (33, 33), method="full", source="layer3")
+    fast = coverage_map(backbone, (25, 25), method="collapsed", source="layer3")
+    slow = coverage_map(backbone, (25, 25), method="full", source="layer3")
     assert fast.method == "collapsed" and slow.method == "full"
     np.testing.assert_allclose(fast.counts, slow.counts, rtol=1e-12)
     assert np.array_equal(fast.counts == 0, slow.counts == 0)

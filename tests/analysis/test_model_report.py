@@ -1,0 +1,52 @@
+"""Per-stage holes of the model zoo's networks: plain dilation grids, HDC does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atrous.analysis.model_report import stage_report
+
+models = pytest.importorskip("atrous.models")
+
+
+def _build(name: str, **options: object) -> object:
+    if name not in models.list_models():
+        pytest.skip(f"{name} not in the model zoo")
+    # The coverage never reads conv/norm weights, so skip initialising a ResNet-50.
+    with torch.device("meta"):
+        return models.build_model(name, num_classes=3, **options)
+
+
+@pytest.mark.parametrize(
+    "rates, holes", [((1, 2, 5, 9), 0.0), ((2, 2, 2), 1 - (7 / 13) ** 2), ((4, 4), None)]
+)
+def test_dilated_net_body_holes_match_the_chain(
+    rates: tuple[int, ...], holes: float | None
+) -> None:
+    from atrous.analysis import chain_coverage
+
+    rows = stage_report(_build("dilated_net", rates=rates, width=4), 41)
+    body = next(row for row in rows if row.name == "body")
+    expected = chain_coverage(rates).hole_fraction if holes is None else holes
+    assert body.grid_hole_fraction == pytest.approx(expected)
+    assert body.dilations == rates
+    assert body.source == "stem"
+
+
+def test_deeplabv3_os8_plain_grids_and_hdc_does_not() -> None:
+    plain = stage_report(_build("deeplabv3", backbone="resnet50", output_stride=8), 65)
+    hdc = stage_report(
+        _build("deeplabv3", backbone="resnet50", output_stride=8, dilation_schedule="hdc"), 65
+    )
+    plain4 = next(row for row in plain if row.name == "layer4")
+    hdc4 = next(row for row in hdc if row.name == "layer4")
+    assert plain4.dilations == (2, 4, 4)
+    # Rates 2, 4, 4 on layer3's map: only even offsets are reached (the 21x21 field is
+    # clipped by the 9x9 map of a 65x65 input).
+    side = plain4.grid_coverage.box_shape[0]
+    assert plain4.grid_coverage.box_shape == (side, side) and side % 2 == 1
+    assert plain4.grid_hole_fraction == pytest.approx(1 - ((side + 1) // 2 / side) ** 2)
+    assert plain4.grid_period == (2, 2)
+    assert hdc4.grid_hole_fraction == 0.0
+    assert all(row.image_hole_fraction == 0.0 for row in plain)
