@@ -345,7 +345,7 @@ def create_app(config: ServeConfig, *, loader: Loader | None = None) -> FastAPI:
                     "png": data_url(png_bytes(coverage_image)),
                 },
                 "erf": {
-                    "radius_50": view.erf_radius,
+                    "radius_50": round(view.erf_radius, 2),
                     "samples": model.erf_samples,
                     "png": data_url(png_bytes(erf_image)),
                 },

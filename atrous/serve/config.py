@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 
@@ -87,7 +86,3 @@ class ServeConfig:
             "max_analysis_side",
         )
         return {name: getattr(self, name) for name in names}
-
-    def replace(self, **changes: object) -> ServeConfig:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
