@@ -56,7 +56,6 @@ def test_measured_strides_match_the_requested_output_stride(name: str) -> None:
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             features = model.backbone(x)
-            assert model(x).shape == (1, 3, *size)
         assert list(features) == [info.name for info in model.backbone.feature_info]
         # A stride-s map of a size-H input has ceil(H / s) rows for every H.
         for info in model.backbone.feature_info:
