@@ -8,6 +8,7 @@ no endpoint takes a model name or a path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -236,6 +237,7 @@ def create_app(config: ServeConfig, *, loader: Loader | None = None) -> FastAPI:
         responses={
             200: {"content": {"image/png": {}, "application/json": {}}},
             400: {"description": "empty body or no file field"},
+            408: {"description": "the upload arrived too slowly"},
             413: {"description": "upload or image too large"},
             415: {"description": "not an image"},
             422: {"description": "truncated or corrupt image"},
@@ -265,7 +267,17 @@ def create_app(config: ServeConfig, *, loader: Loader | None = None) -> FastAPI:
         alpha: float = Query(0.5, ge=0.0, le=1.0, description="overlay colour weight"),
     ) -> Response:
         model = runtime.require_model()
-        data = await _upload_bytes(request, config.max_upload_bytes)
+        try:
+            # A client that trickles its body must not hold a connection forever.
+            data = await asyncio.wait_for(
+                _upload_bytes(request, config.max_upload_bytes), config.request_timeout_s
+            )
+        except TimeoutError as error:
+            raise ApiError(
+                408,
+                "upload_timeout",
+                f"the upload did not arrive within {config.request_timeout_s:g} s",
+            ) from error
         timing: dict[str, float] = {}
 
         def decode_and_segment() -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,11 @@ class ServeConfig:
         host: interface to bind; loopback by default so nothing is exposed by accident.
         port: TCP port.
         device: torch device for inference.
-        max_upload_bytes: largest request body accepted by ``/v1/segment`` (413 above).
+        max_upload_bytes: largest request body accepted by ``/v1/segment``, multipart
+            framing included (413 above).
         max_image_pixels: largest decoded image, width x height (413 above).
-        request_timeout_s: longest a segmentation may wait in the queue plus run (504 above).
+        request_timeout_s: longest an upload may take to arrive (408 above), and longest
+            a segmentation may wait in the queue plus run (504 above).
         max_concurrent_inferences: inferences run at the same time; torch already uses
             several threads per inference on CPU, so 1 is usually fastest.
         max_queued_requests: requests allowed to wait for a slot; beyond that a request

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,3 +40,21 @@ def test_shutdown_finishes_in_flight_request_and_refuses_new_ones(model_dir: Pat
         response = in_flight.result(timeout=20)
         assert response.status_code == 200
         assert response.json()["width"] == 16
+
+
+def test_trickled_upload_times_out_with_408(model_dir: Path) -> None:
+    config = ServeConfig(model=str(model_dir), port=free_port(), request_timeout_s=0.5)
+    with live_server(config) as (_url, _server):
+        with socket.create_connection(("127.0.0.1", config.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/segment HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+            )  # and then nothing more
+            reply = ""
+            while not reply.endswith("}"):  # headers and JSON body may come apart
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk.decode("latin-1")
+        assert reply.startswith("HTTP/1.1 408"), reply
+        assert "upload_timeout" in reply
