@@ -136,3 +136,15 @@ def test_upload_overlay_toggle_and_click(page: object, server_url: str, tmp_path
         # The heat map is drawn over a dimmed image: some pixels are far brighter.
         dimmed = original * 0.45
         assert (np.abs(field - dimmed).max(axis=2) > 30).sum() > 10, canvas_id
+
+
+def test_bad_upload_shows_the_servers_reason(page: object, server_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("not really a picture")
+    page.goto(server_url + "/")
+    page.wait_for_selector("#status[data-state=ready]")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#view[data-state=error]", state="attached")
+    error = page.inner_text("#error")
+    assert error.startswith("415") and "not an image" in error
+    assert page.is_visible("#error")
