@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +38,12 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     for name in list_models():
         variants: list[dict] = [{}]
         if args.backbones and name in {"deeplabv3", "deeplabv3plus", "fcn", "duc_hdc"}:
-            variants = [{"backbone": backbone} for backbone in args.backbones]
+            # duc_hdc's HDC schedule exists only for the ResNets.
+            variants = [
+                {"backbone": backbone}
+                for backbone in args.backbones
+                if name != "duc_hdc" or backbone.startswith("resnet")
+            ]
         for options in variants:
             summary = summarize(name, num_classes=args.num_classes, input_size=args.size, **options)
             rows.append(summary.to_dict())
@@ -47,7 +53,11 @@ def _rows(args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     if args.size < 32:
         raise SystemExit(f"--size must be >= 32 (the deepest maps are 1/32 of it), got {args.size}")
-    rows = _rows(args)
+    try:
+        rows = _rows(args)
+    except ValueError as error:
+        print(f"atrous models: {error}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
