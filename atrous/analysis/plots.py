@@ -18,6 +18,16 @@ from atrous.analysis.erf import ERF
 HOLE_COLOUR = (0.86, 0.08, 0.08)  # red: never reached, inside the receptive field
 
 
+def _legend_handles() -> list[Any]:
+    from matplotlib.patches import Patch
+
+    reached = _pyplot().get_cmap("viridis")(0.6)
+    return [
+        Patch(color=HOLE_COLOUR, label="hole (never reached)"),
+        Patch(color=reached, label="reached (colour: log path count)"),
+    ]
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -73,14 +83,13 @@ def _draw_coverage(axis: Any, coverage: CoverageMap, title: str | None) -> None:
 def plot_coverage(coverage: CoverageMap, path: str | Path, title: str | None = None) -> Path:
     """Heatmap of log path counts with holes (inside the receptive field) in red."""
     plt = _pyplot()
-    from matplotlib.patches import Patch
-
     figure, axis = plt.subplots(figsize=(4.6, 4.8), dpi=100)
     _draw_coverage(axis, coverage, title)
     axis.legend(
-        handles=[Patch(color=HOLE_COLOUR, label="hole (never reached)")],
+        handles=_legend_handles(),
         loc="lower center",
-        bbox_to_anchor=(0.5, -0.12),
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=2,
         fontsize=8,
         frameon=False,
     )
@@ -92,8 +101,6 @@ def plot_schedules(
 ) -> Path:
     """Side-by-side coverage of several dilation schedules (2-D chains of ``k x k`` convs)."""
     plt = _pyplot()
-    from matplotlib.patches import Patch
-
     if not rates_list:
         raise ValueError("plot_schedules needs at least one schedule")
     count = len(rates_list)
@@ -102,8 +109,9 @@ def plot_schedules(
         coverage = chain_coverage(rates, kernel_size, dims=2)
         _draw_coverage(axis, coverage, "rates " + ",".join(str(r) for r in rates))
     figure.legend(
-        handles=[Patch(color=HOLE_COLOUR, label="hole (never reached)")],
+        handles=_legend_handles(),
         loc="lower center",
+        ncol=2,
         fontsize=8,
         frameon=False,
     )

@@ -34,6 +34,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--plot", help="PNG comparing the coverage of the schedule(s)")
     parser.add_argument(
+        "--compare",
+        type=parse_rates,
+        action="append",
+        default=[],
+        metavar="RATES",
+        help="check: also plot this schedule next to --rates (repeatable)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit with status 1 when the schedule fails"
     )
     parser.set_defaults(func=run)
@@ -60,7 +68,8 @@ def _check(args: argparse.Namespace) -> int:
     if args.plot:
         from atrous.analysis import plot_schedules
 
-        print(f"wrote {plot_schedules([report.rates], args.plot, kernel_size=args.kernel)}")
+        schedules = [list(report.rates), *args.compare]
+        print(f"wrote {plot_schedules(schedules, args.plot, kernel_size=args.kernel)}")
     return 1 if args.strict and not report.passes else 0
 
 
