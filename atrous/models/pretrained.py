@@ -97,7 +97,13 @@ def save_pretrained(
         "palette": colours,
         "metadata": metadata or {},
     }
-    text = json.dumps(document, indent=2, sort_keys=False) + "\n"  # fails early if not JSON
+    try:
+        text = json.dumps(document, indent=2) + "\n"
+    except TypeError as error:
+        raise TypeError(
+            f"cannot save {config['name']}: its config or metadata is not JSON-serialisable "
+            f"({error}); build it with named options (e.g. norm='batch', not a callable)"
+        ) from error
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}

@@ -61,6 +61,7 @@ class Segmentor(nn.Module):
         self.config = config
         self.class_names: list[str] | None = None
         self.palette: list[tuple[int, int, int]] | None = None
+        self.metadata: dict[str, Any] = {}  # filled by load_pretrained
 
     @property
     def output_stride(self) -> int:

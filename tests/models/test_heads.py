@@ -49,16 +49,12 @@ def test_aspp_trains_with_batch_size_one() -> None:
 def test_batch_one_training_step(name: str) -> None:
     model = build_model(name, num_classes=3, backbone="resnet18", head_channels=16).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, target = torch.randn(1, 3, 40, 40), torch.randint(0, 3, (1, 40, 40))
+    x, target = torch.randn(1, 3, 33, 33), torch.randint(0, 3, (1, 33, 33))
     before = [p.detach().clone() for p in model.parameters()]
-    losses = []
-    for _ in range(2):
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert all(torch.isfinite(torch.tensor(losses)))
+    loss = torch.nn.functional.cross_entropy(model(x), target)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
     changed = sum(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
     assert changed > 0.9 * len(before)
 

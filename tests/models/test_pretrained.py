@@ -85,3 +85,28 @@ def test_no_temporary_files_left_behind(tmp_path: Path) -> None:
     save_pretrained(_tiny(), tmp_path)
     save_pretrained(_tiny(), tmp_path)  # overwrite in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_round_trip_keeps_an_explicit_schedule(tmp_path: Path) -> None:
+    model = build_model(
+        "deeplabv3plus",
+        num_classes=2,
+        backbone="resnet18",
+        output_stride=8,
+        dilation_schedule={"layer4": [2, 3]},
+        head_channels=8,
+        low_level_projection=4,
+    ).eval()
+    save_pretrained(model, tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert [b.conv1.dilation[0] for b in loaded.backbone.layer4] == [2, 3]
+    x = torch.randn(1, 3, 33, 29)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_unserialisable_config_is_a_clear_error(tmp_path: Path) -> None:
+    model = build_model("dilated_net", num_classes=2, width=4, norm=torch.nn.BatchNorm2d)
+    with pytest.raises(TypeError, match="not JSON-serialisable"):
+        save_pretrained(model, tmp_path)
+    assert not any(tmp_path.iterdir())
