@@ -67,28 +67,33 @@ def main() -> None:
             )
         print(line)
 
-    for schedule in (None, "multigrid", "hdc"):
-        model = build_model(
-            "deeplabv3",
-            num_classes=21,
-            backbone="resnet50",
-            output_stride=8,
-            dilation_schedule=schedule,
-        )
+    variants = [
+        (f"deeplabv3 resnet50 OS8, dilation_schedule={schedule or 'plain'}", "deeplabv3", schedule)
+        for schedule in (None, "multigrid", "hdc")
+    ]
+    variants.append(("drn_c_26 (degridding layers 7-8)", "drn_c_26", None))
+    for title, name, schedule in variants:
+        options = {"backbone": "resnet50", "output_stride": 8} if name == "deeplabv3" else {}
+        if schedule:
+            options["dilation_schedule"] = schedule
+        model = build_model(name, num_classes=21, **options)
         seconds, rows = timed(lambda m=model: stage_report(m, size), 1)
-        print(f"\n### dilation_schedule={schedule or 'plain'} (report {seconds:.2f} s)\n")
+        print(f"\n### {title} (report {seconds:.2f} s)\n")
         print(
-            "| stage | stride | dilations | RF theory | RF measured | holes@image | grid | holes@grid | period |"
+            "| stage | stride | dilations | RF theory | RF measured | holes@image | grid | "
+            "holes@grid | period | base | holes@base |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for row in rows:
             box = row.measured_box
             period = "-" if row.grid_period is None else "x".join(map(str, row.grid_period))
             grid = "-" if row.grid_hole_fraction is None else f"{row.grid_hole_fraction:.1%}"
+            base = "-" if row.base_hole_fraction is None else f"{row.base_hole_fraction:.1%}"
             print(
                 f"| {row.name} | {row.stride} | {','.join(map(str, row.dilations)) or '-'} | "
                 f"{row.theoretical_rf or '-'} | {box[1] - box[0]}x{box[3] - box[2]} | "
-                f"{row.image_hole_fraction:.1%} | {row.source or '-'} | {grid} | {period} |"
+                f"{row.image_hole_fraction:.1%} | {row.source or '-'} | {grid} | {period} | "
+                f"{row.base or '-'} | {base} |"
             )
 
 

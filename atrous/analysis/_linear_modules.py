@@ -123,6 +123,24 @@ class SumPool(nn.Module):
         return _CONV[self.dims](padded, weight, None, self.stride, 0, self.dilation, channels)
 
 
+class CollapsedPixelShuffle(nn.Module):
+    """Pixel shuffle of a 1-channel (collapsed) map: nearest upsampling divided by ``r^2``.
+
+    In the full network every sub-pixel of an output reads its own input channel; the
+    full-channel linearisation divides a conv's gradient by its channel count, so after
+    the shuffle a pixel's count is the mean over the ``r^2`` sub-pixels. This reproduces
+    that mean on one channel (holes stay exact, counts carry the ``1 / r^2`` factor).
+    """
+
+    def __init__(self, upscale_factor: int) -> None:
+        super().__init__()
+        self.upscale_factor = upscale_factor
+
+    def forward(self, x: Tensor) -> Tensor:
+        r = self.upscale_factor
+        return F.interpolate(x, scale_factor=r, mode="nearest") / (r * r)
+
+
 class DropGlobalPool(nn.Module):
     """An adaptive pool to a single value, replaced by zeros (``global_pooling="drop"``)."""
 
@@ -146,6 +164,8 @@ def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: st
         return PathConv(module, collapsed=collapsed)
     if isinstance(module, nn.Linear):
         return PathLinear(module)
+    if isinstance(module, nn.PixelShuffle) and collapsed:
+        return CollapsedPixelShuffle(module.upscale_factor)
     if isinstance(module, _NORMS + _DROPOUT):
         return nn.Identity()
     if type(module).__module__ == "torch.nn.modules.activation" and not isinstance(
@@ -167,4 +187,11 @@ def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: st
     return None
 
 
-__all__ = ["DropGlobalPool", "PathConv", "PathLinear", "SumPool", "linear_replacement"]
+__all__ = [
+    "CollapsedPixelShuffle",
+    "DropGlobalPool",
+    "PathConv",
+    "PathLinear",
+    "SumPool",
+    "linear_replacement",
+]

@@ -36,7 +36,8 @@ counts are integers and float64 holds them exactly up to ``2**53`` (about 9e15);
 networks exceed that, and the counts are then exact to a relative 1e-16. Holes are
 always exact: every coefficient is non-negative, so nothing cancels, and a pixel no path
 reaches gets exactly ``0.0``. Average pooling and bilinear interpolation make the counts
-rational (path counts weighted by the pooling/interpolation coefficients). A network
+rational (path counts weighted by the pooling/interpolation coefficients); after a pixel
+shuffle (DUC) a count is the mean over the ``r^2`` sub-pixel channels. A network
 whose ``forward`` applies non-linear *functions* (not modules) other than ReLU is not
 linearised by this copy; ReLU is harmless because all values stay positive.
 """
@@ -317,7 +318,7 @@ def _needs_full(model: Any) -> bool:
 
     if not isinstance(model, nn.Module):
         return True
-    mixing = (nn.Linear, nn.Bilinear, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle)
+    mixing = (nn.Linear, nn.Bilinear, nn.PixelUnshuffle, nn.ChannelShuffle)
     mixing += (nn.MultiheadAttention, nn.Flatten, nn.Unflatten)
     return any(isinstance(m, mixing) for m in model.modules())
 
@@ -484,8 +485,3 @@ def coverage_map(
         global_pooling=global_pooling,
     )
     return coverage
-
-
-def is_integral(counts: np.ndarray) -> bool:
-    """Whether every count is a whole number (true for conv/max-pool/add/concat nets)."""
-    return bool(np.all(np.floor(counts) == counts))

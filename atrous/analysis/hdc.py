@@ -207,7 +207,13 @@ class Schedule:
 
     @property
     def layers(self) -> int:
+        """Number of layers (rates)."""
         return len(self.rates)
+
+    @property
+    def rf(self) -> int:
+        """Short name for ``receptive_field``."""
+        return self.receptive_field
 
     def to_dict(self) -> dict[str, Any]:
         return {

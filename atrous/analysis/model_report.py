@@ -40,6 +40,11 @@ class StageRow:
         grid_hole_fraction: holes of this stage's centre output on ``source``'s map.
         grid_period: the lattice period of those holes, or ``None``.
         grid_coverage: the coverage map behind the grid columns (for plots).
+        base: the last undilated stage at this stride before this one (the map the
+            dilated stages build on), or ``None``.
+        base_hole_fraction: holes of this stage's centre output on ``base``'s map:
+            whether later layers filled the gaps earlier ones left (DRN's degridding
+            layers do; a plain dilated stack does not).
     """
 
     name: str
@@ -52,6 +57,8 @@ class StageRow:
     grid_hole_fraction: float | None
     grid_period: tuple[int, ...] | None
     grid_coverage: CoverageMap | None = field(default=None, repr=False, compare=False)
+    base: str | None = None
+    base_hole_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +71,8 @@ class StageRow:
             "source": self.source,
             "grid_hole_fraction": self.grid_hole_fraction,
             "grid_period": None if self.grid_period is None else list(self.grid_period),
+            "base": self.base,
+            "base_hole_fraction": self.base_hole_fraction,
         }
 
 
@@ -114,11 +123,21 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
     # One linearised copy and one forward pass for every map of the report. Image
     # pooling is dropped: it reaches every pixel and would hide the dilated branches'
     # holes in the head row (it cannot affect the backbone rows).
+    bases: list[str | None] = []
+    for index, info in enumerate(infos):
+        undilated = [
+            other.name
+            for other in infos[:index]
+            if other.stride == info.stride and all(int(d) == 1 for d in other.dilation)
+        ]
+        bases.append(undilated[-1] if undilated else None)
     requests = []
     for index, info in enumerate(infos):
         requests.append(CoverageRequest(output_index=info.name))
         if index:
             requests.append(CoverageRequest(output_index=info.name, source=infos[index - 1].name))
+        if bases[index] is not None:
+            requests.append(CoverageRequest(output_index=info.name, source=bases[index]))
     requests += [
         CoverageRequest(output_index="head"),
         CoverageRequest(output_index="head", source=head_source),
@@ -127,10 +146,11 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
     rows: list[StageRow] = []
     chain: list[Layer] = []
     previous: str | None = None
-    for info in infos:
+    for info, base in zip(infos, bases):
         chain += _layers_of(getattr(info, "convs", ()))
         at_image = next(maps)
         on_grid = next(maps) if previous is not None else None
+        on_base = next(maps) if base is not None else None
         rows.append(
             StageRow(
                 name=info.name,
@@ -143,6 +163,8 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
                 grid_hole_fraction=None if on_grid is None else on_grid.hole_fraction,
                 grid_period=None if on_grid is None else on_grid.grid_period,
                 grid_coverage=on_grid,
+                base=base,
+                base_hole_fraction=None if on_base is None else on_base.hole_fraction,
             )
         )
         previous = info.name

@@ -164,7 +164,8 @@ def _run_model(args: argparse.Namespace) -> int:
         )
         print(
             f"{'stage':<7} {'stride':>6} {'dilations':<20} {'RF theory':>9} {'RF measured':>11} "
-            f"{'holes@image':>11} {'grid':<7} {'holes@grid':>10} {'period':<8}"
+            f"{'holes@image':>11} {'grid':<7} {'holes@grid':>10} {'period':<7} "
+            f"{'base':<7} {'holes@base':>10}"
         )
         for row in rows:
             box = row.measured_box
@@ -174,11 +175,13 @@ def _run_model(args: argparse.Namespace) -> int:
                 f"{row.name:<7} {row.stride:>6} {','.join(map(str, row.dilations)) or '-':<20} "
                 f"{row.theoretical_rf if row.theoretical_rf is not None else '-':>9} "
                 f"{measured:>11} {_percent(row.image_hole_fraction):>11} "
-                f"{row.source or '-':<7} {_percent(row.grid_hole_fraction):>10} {period:<8}"
+                f"{row.source or '-':<7} {_percent(row.grid_hole_fraction):>10} {period:<7} "
+                f"{row.base or '-':<7} {_percent(row.base_hole_fraction):>10}"
             )
         print(
             "holes@grid: share of the stage's receptive field on the previous stage's map "
-            "that no path reaches (gridding); the head row drops image pooling."
+            "that no path reaches (gridding); holes@base: the same on the last undilated "
+            "stage's map; the head row drops image pooling."
         )
     if args.plot:
         from atrous.analysis import plot_coverage

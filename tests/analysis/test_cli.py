@@ -73,3 +73,13 @@ def test_rf_and_erf_on_a_built_model(capsys: pytest.CaptureFixture[str], tmp_pat
     assert main([*args, "--plot", str(plot)]) == 0
     assert "95% within" in capsys.readouterr().out
     assert plot.stat().st_size > 1000
+
+
+@pytest.mark.skipif(not _has("dilated_net"), reason="dilated_net not in the model zoo")
+def test_erf_of_saved_weights(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = models.build_model("dilated_net", num_classes=2, rates=(1, 2), width=4)
+    models.save_pretrained(model, tmp_path / "saved")
+    args = ["erf", "--weights", str(tmp_path / "saved"), "--input-size", "17", "--json"]
+    assert main([*args, "--samples", "1"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["samples"] == 1 and 0 < document["radius_50"] <= document["radius_95"]

@@ -233,3 +233,18 @@ def test_dilated_resnet_collapsed_equals_full_channel_reference() -> None:
     # torchvision's OS8 layer4 uses rates 2, 4, 4: only even offsets of layer3 are reached.
     assert fast.is_grid and fast.grid_period == (2, 2)
     assert fast.counts.sum() == pytest.approx(slow.counts.sum(), rel=1e-12)
+
+
+def test_pixel_shuffle_collapsed_matches_full_channel_reference() -> None:
+    # DUC-like: a dilated conv predicting r*r sub-pixels, then a pixel shuffle.
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=2, dilation=2), nn.ReLU(), nn.Conv2d(4, 2 * 9, 3, padding=1)
+    )
+    duc = nn.Sequential(net, nn.PixelShuffle(3))
+    fast = coverage_map(duc, (11, 11), (16, 17), method="collapsed")
+    slow = coverage_map(duc, (11, 11), (16, 17), method="full")
+    np.testing.assert_allclose(fast.counts, slow.counts, rtol=1e-12)
+    # Output (16, 17) reads feature pixel (5, 5): the chain 2, 1 around it, over 9.
+    expected = np.zeros((11, 11))
+    expected[2:9, 2:9] = chain_coverage([2, 1]).counts / 9
+    np.testing.assert_allclose(fast.counts, expected, rtol=1e-12)
