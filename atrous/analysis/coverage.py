@@ -136,6 +136,12 @@ def _period_along(mask: np.ndarray, axis: int) -> int | None:
     return None
 
 
+def _projection(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Along ``axis``: is any position of that slice set?"""
+    other = tuple(a for a in range(mask.ndim) if a != axis)
+    return mask.any(axis=other) if other else mask
+
+
 def summarize_counts(
     counts: np.ndarray, location: Sequence[int], *, method: str = "full"
 ) -> CoverageMap:
@@ -153,8 +159,7 @@ def summarize_counts(
         return CoverageMap(counts, location, empty, 0.0, 0.0, 0.0, False, None, method)
     box: list[int] = []
     for axis in range(counts.ndim):
-        other = tuple(a for a in range(counts.ndim) if a != axis)
-        hit = np.nonzero(reached.any(axis=other) if other else reached)[0]
+        hit = np.nonzero(_projection(reached, axis))[0]
         box += [int(hit[0]), int(hit[-1]) + 1]
     window = tuple(slice(box[2 * d], box[2 * d + 1]) for d in range(counts.ndim))
     inside = reached[window]
@@ -167,15 +172,7 @@ def summarize_counts(
         # Gridding proper: every reached position lies on a coarser lattice (the gcd of
         # the reached offsets along some axis is > 1), e.g. unions of dilated branches.
         lattice = tuple(
-            int(
-                np.gcd.reduce(
-                    np.nonzero(
-                        inside.any(axis=tuple(a for a in range(inside.ndim) if a != axis))
-                        if inside.ndim > 1
-                        else inside
-                    )[0]
-                )
-            )
+            int(np.gcd.reduce(np.nonzero(_projection(inside, axis))[0]))
             for axis in range(inside.ndim)
         )
         if any(g > 1 for g in lattice):

@@ -50,3 +50,22 @@ def test_deeplabv3_os8_plain_grids_and_hdc_does_not() -> None:
     assert plain4.grid_period == (2, 2)
     assert hdc4.grid_hole_fraction == 0.0
     assert all(row.image_hole_fraction == 0.0 for row in plain)
+
+
+def test_drn_degridding_layers_fill_the_base_grid() -> None:
+    rows = {row.name: row for row in stage_report(_build("drn_c_26"), 129)}
+    assert rows["layer6"].base == "layer4" and rows["layer6"].base_hole_fraction > 0.5
+    assert rows["layer8"].dilations == (1,) and rows["layer8"].base_hole_fraction == 0.0
+
+
+def test_analysis_imports_nothing_from_engine_data_serve_or_models() -> None:
+    from pathlib import Path
+
+    import atrous.analysis
+
+    forbidden = ("atrous.engine", "atrous.data", "atrous.serve", "atrous.models")
+    for path in Path(atrous.analysis.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert not any(f"from {name}" in text or f"import {name}" in text for name in forbidden), (
+            path
+        )
