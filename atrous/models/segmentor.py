@@ -90,6 +90,6 @@ class Segmentor(nn.Module):
 
 
 def _resize(logits: Tensor, size: Sequence[int]) -> Tensor:
-    if tuple(logits.shape[-2:]) == tuple(size):
-        return logits
+    # Always interpolate (an identity at equal sizes), like torchvision: a shape test here
+    # would be frozen into traced/exported graphs.
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
