@@ -71,6 +71,8 @@ def test_group_norm_keeps_image_context_at_batch_one() -> None:
         model(torch.randn(1, 3, 40, 40)).square().mean().backward()
         grads[norm] = model.classifier[0].convs[-1][1].weight.grad.abs().max().item()
     assert grads["batch"] < 1e-4 < grads["group"]
+    with pytest.raises(ValueError, match="at least 64 head channels"):
+        ASPP(8, rates=(2,), out_channels=32, norm="group")
 
 
 @pytest.mark.parametrize("variant", ["basic", "large"])

@@ -9,6 +9,9 @@ single value per channel at batch size 1 and raises in training. Here, when the 
 map holds one value per channel in training, that BatchNorm normalises with its running
 statistics (as in eval mode) and leaves them unchanged; its affine weights still train.
 With a batch of 2 or more it is an ordinary BatchNorm, so torchvision parity holds.
+Note that at batch size 1 the pooled branch is a per-image constant, which the
+BatchNorm after the projection (statistics over that one image) removes again, so it
+barely learns; ``norm="group"`` keeps its contribution (tests/models/test_heads.py).
 """
 
 from __future__ import annotations
@@ -40,10 +43,16 @@ class ImagePooling(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, *, norm: NormSpec = "batch") -> None:
         has_norm = not (norm is None or norm == "none")
+        norm_layer = make_norm(norm, out_channels)
+        if isinstance(norm_layer, nn.GroupNorm) and norm_layer.num_groups == out_channels:
+            raise ValueError(
+                f"GroupNorm with one channel per group ({out_channels} groups) normalises the "
+                "pooled 1x1 map to a constant; use at least 64 head channels with norm='group'"
+            )
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(in_channels, out_channels, 1, bias=not has_norm),
-            make_norm(norm, out_channels),
+            norm_layer,
             nn.ReLU(inplace=True),
         )
 
