@@ -22,6 +22,10 @@ from atrous.infer import Predictor
 from atrous.infer.bench import peak_rss_mb, rss_mb
 from atrous.models import build_model
 args = json.loads(sys.argv[1])
+if args["limit_gb"]:
+    import resource
+    limit = int(args["limit_gb"] * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 torch.manual_seed(0)
 model = build_model("deeplabv3", num_classes=21, backbone=args["backbone"],
                     output_stride=args["output_stride"]).eval()
@@ -40,7 +44,8 @@ def measure(settings: dict) -> dict:
         [sys.executable, "-c", CHILD, json.dumps(settings)], capture_output=True, text=True
     )
     if done.returncode != 0:
-        return {"error": f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1:]}"}
+        last = (done.stderr.strip().splitlines() or ["?"])[-1][:160]
+        return {"error": f"exit {done.returncode}: {last}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -53,6 +58,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--batch", type=int, default=2, help="windows per forward")
     parser.add_argument("--modes", default="slide,whole")
+    parser.add_argument(
+        "--limit-gb",
+        type=float,
+        default=12.0,
+        help="address-space cap of each child (a shared machine must survive the whole-image run)",
+    )
     args = parser.parse_args()
     print(
         f"deeplabv3 {args.backbone} OS{args.output_stride}, {args.width}x{args.height} image, "
@@ -70,6 +81,7 @@ def main() -> None:
                 "window": args.window,
                 "batch": args.batch,
                 "mode": mode,
+                "limit_gb": args.limit_gb,
             }
         )
         if "error" in result:

@@ -27,9 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_ints, default=[1, 4], help="batch sizes, e.g. 1,4")
     p.add_argument("--runs", type=int, default=5, help="timed repetitions per variant")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip bf16")
-    p.add_argument("--jit", action="store_true", help="also time the TorchScript-frozen path")
-    p.add_argument("--int8", action="store_true", help="also time ONNX Runtime int8")
+    p.add_argument(
+        "--variants",
+        default="fp32-eager,fp32,bf16",
+        help="atrous variants after torchvision: fp32-eager, fp32 (compile), jit, "
+        "bf16-eager, bf16 (compile), int8 (ORT static)",
+    )
+    p.add_argument("--int8", action="store_true", help="add the int8 ONNX Runtime variant")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak RSS")
     p.add_argument(
         "--output-strides", action="store_true", help="also compare output stride 8 vs 16"
     )
@@ -46,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
         build_variants,
         count_flops,
         format_table,
+        fresh_process_peak_mb,
+        make_variant,
         matmul_gflops,
-        peak_rss_mb,
-        peak_rss_reset,
         run_variants,
     )
 
@@ -59,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     )
     peak = matmul_gflops()
     print(f"fp32 matmul (2048^3 torch.mm, best of 5): {peak:.0f} GFLOP/s")
-    variants, atrous_model = build_variants(
-        size=args.size, bf16=args.bf16, jit=args.jit, int8=args.int8
-    )
+    keys = ["torchvision", *[k.strip() for k in args.variants.split(",") if k.strip()]]
+    if args.int8 and "int8" not in keys:
+        keys.append("int8")
+    variants, atrous_model = build_variants(keys, size=args.size)
     gflop = variants[0].flops_per_image / 1e9
     print(f"deeplabv3_resnet50 OS8 at {args.size}x{args.size}: {gflop:.0f} GFLOP per image")
     for batch in args.batch:
@@ -69,37 +75,26 @@ def run(args: argparse.Namespace) -> int:
             variant.times.clear()
         x = torch.randn(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
         run_variants(variants, x, runs=args.runs, warmup=args.warmup, reference=variants[0].name)
+        if args.memory:
+            for key, variant in zip(keys, variants):
+                before, variant.peak_mb = fresh_process_peak_mb(key, args.size, batch)
+                variant.forward_mb = variant.peak_mb - before
         print(format_table(variants, batch=batch, reference=variants[0].name, peak_gflops=peak))
-        after = peak_rss_mb()
-        del after
     if args.output_strides:
-        import time
-
-        from atrous.infer.fast import prepare_for_cpu
-        from atrous.models import build_model
-
-        print("\noutput stride 8 vs 16 (same ResNet-50 weights, atrous fast fp32, batch 1):")
-        print("| output stride | median s | min s | peak RSS MB | GMACs |")
+        print("\noutput stride 8 vs 16 (same ResNet-50 weights, fast fp32 compile, batch 1):")
+        print("| output stride | median s | min s | peak RSS MB (fwd +) | GMACs |")
         print("|---|---|---|---|---|")
         x = torch.randn(1, 3, args.size, args.size)
-        state = atrous_model.state_dict()
-        for stride in (8, 16):
-            model = build_model(
-                "deeplabv3", num_classes=21, backbone="resnet50", output_stride=stride
-            )
-            model.load_state_dict(state)
-            fast = prepare_for_cpu(model.eval())
-            macs = count_flops(fast, x) / 2e9
-            times = []
-            with torch.inference_mode():
-                fast(x)
-                peak_rss_reset()
-                for _ in range(args.runs):
-                    start = time.perf_counter()
-                    fast(x)
-                    times.append(time.perf_counter() - start)
+        strides = [
+            make_variant(k, variants[0].run, atrous_model, args.size) for k in ("os8", "os16")
+        ]
+        for variant in strides:
+            variant.flops_per_image = count_flops(variant.run, x)
+        run_variants(strides, x, runs=args.runs, warmup=args.warmup, reference=strides[0].name)
+        for key, variant in zip(("os8", "os16"), strides):
+            before, peak_mb = fresh_process_peak_mb(key, args.size, 1) if args.memory else (0, 0)
             print(
-                f"| {stride} | {statistics.median(times):.3f} | {min(times):.3f} | "
-                f"{peak_rss_mb():.0f} | {macs:.1f} |"
+                f"| {key[2:]} | {statistics.median(variant.times):.3f} | {min(variant.times):.3f} | "
+                f"{peak_mb:.0f} (+{peak_mb - before:.0f}) | {variant.flops_per_image / 2e9:.1f} |"
             )
     return 0

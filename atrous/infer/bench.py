@@ -3,9 +3,10 @@ DeepLabv3-ResNet50 (same weights, via ``from_torchvision``) run through the fast
 
 Noise control on a shared machine: every timed repetition runs all variants back to back
 (interleaved), so load from other processes hits them alike; medians and minima are both
-reported. Peak memory is the process's peak resident set (``VmHWM``), reset before each
-variant through ``/proc/self/clear_refs`` (Linux), so each figure covers one variant's
-forward on top of what is already loaded.
+reported. Peak memory is measured per variant in a fresh process (``VmHWM`` from
+/proc/self/status, reset through ``/proc/self/clear_refs`` just before the forward): in
+one long-lived process the allocator keeps freed pages, so later variants would inherit
+the earlier ones' peak.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Variant:
     flops_per_image: int = 0
     times: list[float] = field(default_factory=list)
     peak_mb: float = 0.0
+    forward_mb: float = 0.0
     max_diff: float = 0.0
     agreement: float = 1.0
 
@@ -118,9 +120,7 @@ def run_variants(
             for _ in range(warmup):
                 variant.run(x)
             gc.collect()
-            peak_rss_reset()
             outputs[variant.name] = model_logits(variant.run(x)).float()
-            variant.peak_mb = peak_rss_mb()
         for _ in range(runs):
             for variant in variants:
                 start = time.perf_counter()
@@ -139,7 +139,7 @@ def format_table(
     base = statistics.median(next(v for v in variants if v.name == reference).times)
     lines = [
         f"batch {batch}:",
-        "| variant | median s | min s | ratio vs ref (median) | img/s | peak RSS MB "
+        "| variant | median s | min s | ratio vs ref (median) | img/s | peak RSS MB (fwd +) "
         "| GFLOP/s | % of matmul | max logit diff | argmax agree |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -148,40 +148,108 @@ def format_table(
         gflops = v.flops_per_image * batch / median / 1e9
         lines.append(
             f"| {v.name} | {median:.3f} | {min(v.times):.3f} | {median / base:.2f} | "
-            f"{batch / median:.2f} | {v.peak_mb:.0f} | {gflops:.0f} | "
+            f"{batch / median:.2f} | {v.peak_mb:.0f} (+{v.forward_mb:.0f}) | {gflops:.0f} | "
             f"{100 * gflops / peak_gflops:.0f}% | {v.max_diff:.2e} | {100 * v.agreement:.3f}% |"
         )
     return "\n".join(lines)
 
 
-def build_variants(
-    *, size: int, bf16: bool, jit: bool, int8: bool, int8_calibration: int = 4
-) -> tuple[list[Variant], nn.Module]:
-    """torchvision eager (reference) and atrous's fast-path variants with the same weights."""
-    from atrous.infer.fast import prepare_for_cpu
+VARIANT_NAMES = {
+    "torchvision": "torchvision eager",
+    "fp32-eager": "atrous fast fp32 (fold+CL, eager)",
+    "fp32": "atrous fast fp32 (fold+CL, compile)",
+    "jit": "atrous fast fp32 (fold+CL, jit freeze)",
+    "bf16-eager": "atrous fast bf16 (eager)",
+    "bf16": "atrous fast bf16 (compile)",
+    "int8": "atrous int8 (ORT static)",
+}
+
+
+def make_models() -> tuple[nn.Module, nn.Module]:
+    """torchvision's model (reference) and atrous's, holding the same weights."""
     from atrous.models.torchvision_weights import from_torchvision
 
     reference_model = calibrated_torchvision()
-    atrous_model = from_torchvision(
-        "deeplabv3_resnet50", copy.deepcopy(reference_model.state_dict())
-    )
-    example = torch.randn(1, 3, 64, 64)
-    variants = [
-        Variant("torchvision eager", lambda t: reference_model(t)["out"]),
-        Variant("atrous fast fp32", prepare_for_cpu(atrous_model, example=example)),
-    ]
-    if jit:
-        fast_jit = prepare_for_cpu(atrous_model, example=example, backend="jit")
-        variants.append(Variant("atrous fast fp32 jit", fast_jit))
-    if bf16:
-        fast_bf16 = prepare_for_cpu(atrous_model, example=example, dtype=torch.bfloat16)
-        variants.append(Variant("atrous fast bf16 (AMX)", fast_bf16))
-    if int8:
+    state = copy.deepcopy(reference_model.state_dict())
+    return reference_model, from_torchvision("deeplabv3_resnet50", state)
+
+
+def make_variant(
+    key: str, reference_model: nn.Module, atrous_model: nn.Module, size: int
+) -> Variant:
+    """One benchmark variant by key (see ``VARIANT_NAMES``)."""
+    from atrous.infer.fast import prepare_for_cpu
+
+    example = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    options = {
+        "fp32-eager": {},
+        "fp32": {"backend": "compile"},
+        "jit": {"backend": "jit"},
+        "bf16-eager": {"dtype": torch.bfloat16},
+        "bf16": {"dtype": torch.bfloat16, "backend": "compile"},
+    }
+    if key == "torchvision":
+        run: Runner = lambda t: reference_model(t)["out"]  # noqa: E731
+    elif key in options:
+        run = prepare_for_cpu(atrous_model, example=example, **options[key])
+    elif key in ("os8", "os16"):
+        from atrous.models import build_model
+
+        model = build_model(
+            "deeplabv3", num_classes=21, backbone="resnet50", output_stride=int(key[2:])
+        )
+        model.load_state_dict(atrous_model.state_dict())  # strides change no weight
+        run = prepare_for_cpu(model.eval(), example=example, backend="compile")
+        return Variant(f"atrous fast fp32 compile, output stride {key[2:]}", run)
+    elif key == "int8":
         from atrous.infer.quantize import quantize_int8
 
-        calibration = [torch.randn(1, 3, size, size) for _ in range(int8_calibration)]
-        variants.append(Variant("atrous int8 (ORT)", quantize_int8(atrous_model, calibration)))
-    flops = count_flops(variants[1].run, torch.randn(1, 3, size, size))
+        generator = torch.Generator().manual_seed(3)
+        calibration = [torch.randn(1, 3, size, size, generator=generator) for _ in range(4)]
+        run = quantize_int8(atrous_model, calibration)
+    else:
+        raise ValueError(f"unknown variant {key!r}; known: {', '.join(VARIANT_NAMES)}")
+    return Variant(VARIANT_NAMES[key], run)
+
+
+_MEMORY_CHILD = r"""
+import json, sys, torch
+from atrous.infer.bench import make_models, make_variant, peak_rss_mb, peak_rss_reset, rss_mb
+key, size, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+reference_model, atrous_model = make_models()
+variant = make_variant(key, reference_model, atrous_model, size)
+x = torch.randn(batch, 3, size, size)
+with torch.inference_mode():
+    variant.run(x)  # compiles where the variant compiles
+    before = rss_mb()
+    peak_rss_reset()
+    variant.run(x)
+print(json.dumps({"before": before, "peak": peak_rss_mb()}))
+"""
+
+
+def fresh_process_peak_mb(key: str, size: int, batch: int) -> tuple[float, float]:
+    """(RSS before the forward, peak RSS during it) of one variant in a new process,
+    where the allocator has not yet kept pages from anything else."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, key, str(size), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["before"], result["peak"]
+
+
+def build_variants(keys: Sequence[str], *, size: int) -> tuple[list[Variant], nn.Module]:
+    """torchvision eager (first, the reference) and atrous's variants, same weights."""
+    reference_model, atrous_model = make_models()
+    variants = [make_variant(key, reference_model, atrous_model, size) for key in keys]
+    flops = count_flops(variants[0].run, torch.randn(1, 3, size, size))
     for variant in variants:
         variant.flops_per_image = flops
     return variants, atrous_model

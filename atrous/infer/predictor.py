@@ -122,7 +122,7 @@ class Predictor:
     # -- public API ------------------------------------------------------------------
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Label map ``HxW`` int64 for one ``HxWx3`` uint8 RGB image."""
-        return self.predict_proba(image).argmax(axis=0).astype(np.int64)
+        return self.predict_batch([image])[0]
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``CxHxW`` float32 for one ``HxWx3`` uint8 RGB image."""
@@ -130,10 +130,14 @@ class Predictor:
 
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Label maps for several images (same-sized images share forwards in whole mode)."""
-        return [p.argmax(axis=0).astype(np.int64) for p in self.predict_proba_batch(images)]
+        return self._run(images, labels=True)
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Probabilities for several images; see :meth:`predict_proba`."""
+        return self._run(images, labels=False)
+
+    # -- internals -------------------------------------------------------------------
+    def _run(self, images: Sequence[np.ndarray], *, labels: bool) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
         for index, image in enumerate(images):
@@ -143,12 +147,14 @@ class Predictor:
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
                 x = torch.cat([normalize(images[i]) for i in chunk]).to(self.device)
-                probabilities = self._tta_probabilities(x).cpu().numpy()
+                scores = self._tta_scores(x, labels=labels)
+                if labels:
+                    scores = scores.argmax(dim=1)
+                array = scores.cpu().numpy()
                 for row, index in enumerate(chunk):
-                    results[index] = probabilities[row]
+                    results[index] = array[row]
         return results  # type: ignore[return-value]
 
-    # -- internals -------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = model_logits(self.model(x)).float()
@@ -156,8 +162,11 @@ class Predictor:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits
 
-    def _tta_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+    def _tta_scores(self, x: torch.Tensor, *, labels: bool) -> torch.Tensor:
+        """Averaged class probabilities; with ``labels`` and a single view, the logits
+        themselves (same argmax, and no second ``CxHxW`` tensor for a large image)."""
         height, width = x.shape[-2:]
+        single_view = len(self.scales) == 1 and not self.flip
         total: torch.Tensor | None = None
         count = 0
         for scale in self.scales:
@@ -175,6 +184,8 @@ class Predictor:
                     logits = F.interpolate(
                         logits, size=(height, width), mode="bilinear", align_corners=False
                     )
+                if labels and single_view:
+                    return logits
                 probabilities = logits.softmax(dim=1)
                 total = probabilities if total is None else total.add_(probabilities)
                 count += 1
