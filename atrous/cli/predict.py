@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     p.add_argument("--onnx", help="ONNX file for --backend onnxruntime")
     p.add_argument("--fast", action="store_true", help="torch backend: fold BN, channels_last")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --fast: torch.compile with frozen weights (a minute to compile per input "
+        "size; pays off for --mode slide or many same-sized images)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images")
     p.set_defaults(func=run)
@@ -103,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
             print("error: --model is required with --backend torch", file=sys.stderr)
             return 2
         runner = metadata_model
+        if args.fast and args.compile:
+            from atrous.infer.fast import prepare_for_cpu
+
+            runner = prepare_for_cpu(metadata_model, backend="compile")
+            args.fast = False
     predictor = Predictor(
         runner,
         device=args.device,

@@ -44,6 +44,15 @@ def test_fast_path_matches_plain_model(tiny_model: TinyASPPNet, backend: str) ->
     assert fast.class_names == tiny_model.class_names
 
 
+def test_compiled_fast_path_matches_plain_model(tiny_model: TinyASPPNet) -> None:
+    # The inductor path (frozen weights) that `atrous bench` times; one shape, since each
+    # new shape compiles again.
+    fast = prepare_for_cpu(tiny_model, backend="compile", example=torch.randn(1, 3, 40, 56))
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), tiny_model(x), atol=1e-4, rtol=0)
+
+
 def test_fast_path_on_torchvision_model() -> None:
     # A real network written by someone else: torchvision's ResNet-18 (conv/BN pairs in
     # blocks and in downsample Sequentials, residual adds), non-trivial BN statistics.

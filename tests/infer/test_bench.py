@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from atrous.infer.bench import Variant, count_flops, peak_rss_mb, peak_rss_reset, run_variants
+
+
+def test_count_flops_matches_the_formula_for_a_dilated_conv() -> None:
+    conv = nn.Conv2d(8, 16, 3, padding=2, dilation=2).eval()
+    x = torch.randn(1, 8, 20, 30)
+    # 2 FLOPs per multiply-add; dilation changes no FLOP count, only where taps land.
+    assert count_flops(conv, x) == 2 * 8 * 16 * 3 * 3 * 20 * 30
+
+
+def test_peak_rss_reset_and_read() -> None:
+    before = peak_rss_mb()
+    block = np.ones(40_000_000 // 8)  # 40 MB touched
+    assert peak_rss_mb() >= before
+    del block
+    if peak_rss_reset():  # Linux: the peak drops back towards the current RSS
+        assert peak_rss_mb() <= before + 20
+
+
+def test_run_variants_agreement() -> None:
+    model = nn.Conv2d(3, 4, 1).eval()
+    variants = [Variant("a", model), Variant("b", lambda x: model(x) + 1e-3)]
+    run_variants(variants, torch.randn(1, 3, 8, 8), runs=2, warmup=0, reference="a")
+    assert len(variants[0].times) == 2 and variants[0].max_diff == 0
+    assert abs(variants[1].max_diff - 1e-3) < 1e-6 and variants[1].agreement == 1.0
