@@ -1,0 +1,28 @@
+"""The main job: ``atrous demo`` shows dilation, gridding and HDC on a real training run.
+
+:func:`run_demo` generates the synthetic context dataset (:mod:`atrous.data.synthetic`),
+trains four models with one budget through :mod:`atrous.engine`, measures them with
+:mod:`atrous.analysis` and writes ``report.html``/``report.md`` (:mod:`atrous.demo.report`).
+"""
+
+from atrous.demo.runner import (
+    DemoModel,
+    DemoResult,
+    DemoSettings,
+    ModelResult,
+    choose_epochs,
+    demo_models,
+    results_dict,
+    run_demo,
+)
+
+__all__ = [
+    "DemoModel",
+    "DemoResult",
+    "DemoSettings",
+    "ModelResult",
+    "choose_epochs",
+    "demo_models",
+    "results_dict",
+    "run_demo",
+]

@@ -1,0 +1,436 @@
+"""Run the demo: generate the context dataset, train four models from disk, analyse them.
+
+Every model gets the same training budget (epochs, batch size, optimiser, schedule,
+seed) through :func:`atrous.engine.train`; the three plain stacks also have the same
+parameter count, so they differ only in their dilation rates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One contestant: a label for tables, a registry name and builder options.
+
+    Attributes:
+        key: short file-safe name (``hdc``, ``gridded``...).
+        label: what the table and pictures call it.
+        name: ``build_model`` name.
+        options: builder keyword arguments (without ``num_classes``).
+        role: one sentence on why it is in the demo.
+    """
+
+    key: str
+    label: str
+    name: str
+    options: dict[str, Any]
+    role: str
+
+
+def demo_models(width: int = 32) -> tuple[DemoModel, ...]:
+    """The four models: no dilation, equal rates (gridding), HDC, and DeepLabV3 + ASPP.
+
+    DeepLabV3 uses the smallest backbone (MobileNetV2) at output stride 8 with ASPP rates
+    (2, 4, 6): the paper's (12, 24, 36) are for 513-pixel crops and would read only
+    padding on a 12x12 feature map of a 96-pixel image.
+    """
+    return (
+        DemoModel(
+            "undilated",
+            "no dilation (1,1,1,1)",
+            "dilated_net",
+            {"rates": [1, 1, 1, 1], "width": width},
+            "small receptive field: the baseline",
+        ),
+        DemoModel(
+            "gridded",
+            "gridded (4,4,4,4)",
+            "dilated_net",
+            {"rates": [4, 4, 4, 4], "width": width},
+            "large receptive field with holes",
+        ),
+        DemoModel(
+            "hdc",
+            "HDC (1,2,5,9)",
+            "dilated_net",
+            {"rates": [1, 2, 5, 9], "width": width},
+            "large receptive field without holes (Wang et al., 2018)",
+        ),
+        DemoModel(
+            "deeplabv3",
+            "DeepLabV3 ASPP (MobileNetV2)",
+            "deeplabv3",
+            {
+                "backbone": "mobilenet_v2",
+                "output_stride": 8,
+                "aspp_rates": [2, 4, 6],
+                "head_channels": 2 * width,
+            },
+            "a dilated backbone with an ASPP head (Chen et al., 2017)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes and budget of one demo run.
+
+    Attributes:
+        seed: seeds the dataset and every model's training.
+        train_images, val_images, image_size: the generated dataset.
+        epochs: training epochs of every model; ``None`` = derive from ``minutes``.
+        minutes: wall-clock target of the whole demo, used when ``epochs`` is None.
+        max_epochs, min_epochs: bounds of the derived epoch count.
+        batch_size, lr: the shared optimiser settings (AdamW, poly decay).
+        width: channels of the plain stacks (DeepLabV3's head gets twice that).
+        models: keys of :func:`demo_models` to run (default all four).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        erf_samples: random inputs averaged for each ERF.
+        sample_count: validation images shown in the prediction figure.
+    """
+
+    seed: int = 0
+    train_images: int = 400
+    val_images: int = 100
+    image_size: int = 96
+    epochs: int | None = None
+    minutes: float = 10.0
+    max_epochs: int = 16
+    min_epochs: int = 3
+    batch_size: int = 16
+    lr: float = 3e-3
+    width: int = 32
+    models: tuple[str, ...] = ("undilated", "gridded", "hdc", "deeplabv3")
+    device: str = "cpu"
+    erf_samples: int = 8
+    sample_count: int = 4
+
+
+@dataclass
+class ModelResult:
+    """Everything the report shows about one model."""
+
+    key: str
+    label: str
+    name: str
+    options: dict[str, Any]
+    parameters: int
+    miou: float
+    boundary_f1: float
+    pixel_acc: float
+    per_class_iou: dict[str, float]
+    hole_fraction: float
+    is_grid: bool
+    rf_size: tuple[int, ...]
+    erf_radius_50: float
+    erf_radius_95: float
+    train_seconds: float
+    fragmentation: float = math.nan
+    history: list[dict[str, Any]] = field(default_factory=list)
+    coverage_png: str = ""
+    erf_png: str = ""
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` wrote; ``rows`` in the order the models ran."""
+
+    out_dir: Path
+    settings: DemoSettings
+    epochs: int
+    rows: list[ModelResult]
+    class_names: list[str]
+    seconds: float
+    report_html: Path | None = None
+    report_md: Path | None = None
+    figures: dict[str, str] = field(default_factory=dict)
+
+    def row(self, key: str) -> ModelResult:
+        for row in self.rows:
+            if row.key == key:
+                return row
+        raise KeyError(f"no model {key!r} in this demo; ran {[r.key for r in self.rows]}")
+
+
+def _engine_config(
+    model: DemoModel, settings: DemoSettings, data_root: Path, epochs: int, device: str
+) -> Any:
+    from atrous.engine.config import config_from_dict
+
+    size = settings.image_size
+    return config_from_dict(
+        {
+            "model": {"name": model.name, "options": dict(model.options)},
+            "data": {
+                "format": "folder",
+                "root": str(data_root),
+                "crop_size": [size, size],
+                # No rescaling: the disc sizes are what the task is about.
+                "scale_range": [1.0, 1.0],
+                "hflip": True,
+                "batch_size": settings.batch_size,
+                # A GPU outruns one loading process; on CPU the cores are better spent
+                # on the model.
+                "num_workers": 4 if device == "cuda" else 0,
+            },
+            "optim": {"name": "adamw", "lr": settings.lr, "weight_decay": 1e-4},
+            "schedule": {"epochs": epochs, "warmup_iters": 20},
+            "train": {"seed": settings.seed, "device": device, "keep_checkpoints": 1},
+            "eval": {"every": 1, "boundary_tolerance": 2},
+        }
+    )
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    return device
+
+
+def _step_seconds(models: Sequence[DemoModel], settings: DemoSettings, device: str) -> float:
+    """Seconds one training step of every model takes together (a few timed steps each)."""
+    import torch
+    import torch.nn.functional as F
+
+    from atrous.models import build_model
+
+    size, total = settings.image_size, 0.0
+    x = torch.randn(settings.batch_size, 3, size, size, device=device)
+    y = torch.randint(0, 3, (settings.batch_size, size, size), device=device)
+    for spec in models:
+        model = build_model(spec.name, num_classes=3, **spec.options).to(device).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - started)
+        total += min(times[1:])
+    return total
+
+
+def _batch_load_seconds(data_root: Path, settings: DemoSettings) -> float:
+    """Seconds to read and augment one training batch from disk (the loader's share)."""
+    from atrous.data import build_dataset, train_transforms
+
+    size = settings.image_size
+    dataset = build_dataset(
+        "folder",
+        data_root,
+        split="train",
+        transform=train_transforms(crop_size=(size, size), scale_range=(1.0, 1.0)),
+    )
+    count = min(settings.batch_size, len(dataset))
+    started = time.perf_counter()
+    for index in range(count):
+        dataset[index]
+    return (time.perf_counter() - started) * settings.batch_size / max(count, 1)
+
+
+def choose_epochs(
+    models: Sequence[DemoModel], settings: DemoSettings, device: str, data_root: Path
+) -> tuple[int, str]:
+    """Epoch count that fits the time target, and a sentence saying how it was chosen.
+
+    About 70% of ``minutes`` goes to training; the rest is evaluation, analysis and the
+    report. Every model gets the same count, so the budget stays equal.
+    """
+    if settings.epochs is not None:
+        return settings.epochs, f"{settings.epochs} epochs (set explicitly)"
+    steps_per_epoch = settings.train_images // settings.batch_size
+    per_step = _step_seconds(models, settings, device)
+    per_load = _batch_load_seconds(data_root, settings) * len(models)
+    # Per-epoch validation adds about 15% on top of the steps and the loading.
+    per_epoch = 1.15 * (per_step + per_load) * steps_per_epoch
+    fit = math.floor(0.7 * settings.minutes * 60 / max(per_epoch, 1e-9))
+    epochs = max(settings.min_epochs, min(settings.max_epochs, fit))
+    return epochs, (
+        f"{epochs} epochs: one step of all {len(models)} models took {per_step:.2f} s here "
+        f"plus {per_load:.2f} s of data loading, so about {fit} epochs fit 70% of "
+        f"{settings.minutes:g} minutes (bounds {settings.min_epochs}..{settings.max_epochs})"
+    )
+
+
+_ANALYSIS_FIELDS = ("hole_fraction", "is_grid", "rf_size", "erf_radius_50", "erf_radius_95")
+
+
+def _analyse(model: Any, size: int, samples: int, out_dir: Path, label: str) -> dict[str, Any]:
+    from atrous.analysis import coverage_map, effective_receptive_field, plot_coverage, plot_erf
+
+    model = model.cpu().eval()
+    # The image-pooling branch of ASPP reaches every pixel; dropping it shows the holes of
+    # the dilated paths, which is what gridding is about.
+    coverage = coverage_map(model, (size, size), global_pooling="drop")
+    erf = effective_receptive_field(model, (size, size), samples=samples)
+    coverage_png = plot_coverage(coverage, out_dir / "coverage.png", title=label)
+    erf_png = plot_erf(erf, out_dir / "erf.png", title=label)
+    return {
+        "hole_fraction": float(coverage.hole_fraction),
+        "is_grid": bool(coverage.is_grid),
+        "rf_size": tuple(int(s) for s in coverage.box_shape),
+        "erf_radius_50": erf.radius(0.5),
+        "erf_radius_95": erf.radius(0.95),
+        "coverage_png": coverage_png,
+        "erf_png": erf_png,
+        "coverage": coverage,
+        "erf": erf,
+    }
+
+
+def run_demo(
+    out_dir: str | Path,
+    settings: DemoSettings = DemoSettings(),
+    *,
+    progress: bool = True,
+    report: bool = True,
+) -> DemoResult:
+    """Generate data, train, evaluate and analyse every model, then write the report.
+
+    Args:
+        out_dir: run folder: ``data/``, ``models/<key>/`` (engine run folders),
+            ``results.json``, the figures and ``report.html``/``report.md``.
+        settings: sizes and budget.
+        progress: progress bars while training.
+        report: write the report and figures (tests may skip the figures).
+    """
+    import torch
+
+    from atrous.data import build_dataset, eval_transforms
+    from atrous.data.synthetic import generate
+    from atrous.engine import evaluate, train
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _resolve_device(settings.device)
+    catalogue = {m.key: m for m in demo_models(settings.width)}
+    unknown = [k for k in settings.models if k not in catalogue]
+    if unknown:
+        raise ValueError(f"unknown demo model(s) {unknown}; choose from {list(catalogue)}")
+    models = [catalogue[k] for k in settings.models]
+
+    data_root = out_dir / "data"
+    logger.info(
+        "generating the context dataset (%d train + %d val images, %dpx) in %s",
+        settings.train_images,
+        settings.val_images,
+        settings.image_size,
+        data_root,
+    )
+    generate(
+        data_root,
+        seed=settings.seed,
+        train=settings.train_images,
+        val=settings.val_images,
+        size=settings.image_size,
+    )
+    val_set = build_dataset("folder", data_root, split="val", transform=eval_transforms())
+    class_names = list(val_set.class_names)
+
+    epochs, budget_note = choose_epochs(models, settings, device, data_root)
+    logger.info("training budget: %s", budget_note)
+
+    rows: list[ModelResult] = []
+    trained: dict[str, Any] = {}
+    for index, spec in enumerate(models, 1):
+        logger.info("[%d/%d] training %s", index, len(models), spec.label)
+        model_dir = out_dir / "models" / spec.key
+        config = _engine_config(spec, settings, data_root, epochs, device)
+        tick = time.perf_counter()
+        result = train(config, model_dir, progress=progress)
+        seconds = time.perf_counter() - tick
+        model = result.model
+        assert model is not None
+        final = evaluate(
+            model,
+            val_set,
+            num_classes=len(class_names),
+            class_names=class_names,
+            boundary_tolerance=config.eval.boundary_tolerance,
+        )
+        analysis = _analyse(model, settings.image_size, settings.erf_samples, model_dir, spec.label)
+        rows.append(
+            ModelResult(
+                key=spec.key,
+                label=spec.label,
+                name=spec.name,
+                options=dict(spec.options),
+                parameters=sum(p.numel() for p in model.parameters()),
+                miou=float(final["miou"]),
+                boundary_f1=float(final["boundary_f1"]),
+                pixel_acc=float(final["pixel_acc"]),
+                per_class_iou={r["name"]: float(r["iou"]) for r in final.per_class},
+                train_seconds=seconds,
+                history=list(result.history),
+                coverage_png=str(Path(analysis["coverage_png"]).relative_to(out_dir)),
+                erf_png=str(Path(analysis["erf_png"]).relative_to(out_dir)),
+                **{k: analysis[k] for k in _ANALYSIS_FIELDS},
+            )
+        )
+        trained[spec.key] = (model, analysis["coverage"], analysis["erf"])
+        logger.info(
+            "%s: val mIoU %.3f, boundary F1 %.3f, holes %.1f%%, ERF r50 %.1f px (%.0f s)",
+            spec.label,
+            rows[-1].miou,
+            rows[-1].boundary_f1,
+            100 * rows[-1].hole_fraction,
+            rows[-1].erf_radius_50,
+            seconds,
+        )
+        del model
+        if device == "cuda":
+            torch.cuda.empty_cache()
+
+    demo = DemoResult(
+        out_dir=out_dir,
+        settings=settings,
+        epochs=epochs,
+        rows=rows,
+        class_names=class_names,
+        seconds=0.0,
+    )
+    if report:
+        from atrous.demo.report import write_figures, write_report
+
+        demo.figures = write_figures(demo, trained, val_set)
+        demo.seconds = time.perf_counter() - started
+        demo.report_md, demo.report_html = write_report(demo, budget_note)
+    demo.seconds = time.perf_counter() - started
+    (out_dir / "results.json").write_text(json.dumps(results_dict(demo), indent=2) + "\n")
+    return demo
+
+
+def results_dict(demo: DemoResult) -> dict[str, Any]:
+    """JSON-ready summary of a demo run."""
+    return {
+        "settings": asdict(demo.settings),
+        "epochs": demo.epochs,
+        "seconds": demo.seconds,
+        "class_names": demo.class_names,
+        "models": [
+            {k: v for k, v in asdict(row).items() if k != "history"} | {"history": row.history}
+            for row in demo.rows
+        ],
+    }
