@@ -24,6 +24,7 @@ def quantize_int8(
     *,
     out: str | Path | None = None,
     per_channel: bool = True,
+    keep_classifier_fp32: bool = False,
 ) -> OnnxRuntimeModel:
     """Export ``model`` to ONNX, quantise it statically to int8 and open it in ORT.
 
@@ -33,6 +34,8 @@ def quantize_int8(
             the first one is also the export example.
         out: where to keep the int8 ONNX file (a temporary folder by default).
         per_channel: one weight scale per output channel (better accuracy, same speed).
+        keep_classifier_fp32: leave the last convolution (the 1x1 classifier producing the
+            logits, a tiny share of the FLOPs) in fp32, where int8 rounding flips argmaxes.
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -58,6 +61,14 @@ def quantize_int8(
     prepared = folder / "fp32.pre.onnx"
     quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
     target = Path(out) if out is not None else folder / "int8.onnx"
+    excluded: list[str] = []
+    if keep_classifier_fp32:
+        import onnx
+
+        convs = [
+            node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"
+        ]
+        excluded = convs[-1:]
     quantize_static(
         str(prepared),
         str(target),
@@ -67,5 +78,6 @@ def quantize_int8(
         weight_type=QuantType.QInt8,
         per_channel=per_channel,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=excluded,
     )
     return OnnxRuntimeModel(target)
