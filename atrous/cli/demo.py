@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device",
         choices=("cpu", "cuda", "auto"),
         default="cpu",
-        help="cpu (default) or cuda; with cuda the demo runs at a larger size",
+        help="cpu (default), cuda or auto; on a GPU the demo runs at a larger size",
     )
     p.add_argument(
         "--models",
@@ -47,17 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    import torch
+
     from atrous.demo import DemoSettings, run_demo
     from atrous.demo.report import format_table, results_table
 
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     settings = DemoSettings(
         seed=args.seed,
         minutes=args.minutes,
         epochs=args.epochs,
-        device=args.device,
+        device=device,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
     )
-    if args.device == "cuda":
+    if device == "cuda":
         # A GPU has time for more and larger images and wider networks.
         settings = dataclasses.replace(
             settings, train_images=2000, val_images=200, image_size=128, width=64, batch_size=32

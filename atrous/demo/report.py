@@ -292,7 +292,8 @@ def write_report(demo: DemoResult, budget_note: str) -> tuple[Path, Path]:
     figure_text = {
         "predictions": "Validation predictions next to ground truth.",
         "receptive_fields": "Exact coverage of the centre output pixel (log path counts, holes "
-        "red) and the measured effective receptive field of each trained model.",
+        "red; each map cropped to its own receptive field) and the measured effective receptive "
+        "field of each trained model (full input).",
         "curves": "Training loss and validation mIoU per epoch.",
     }
     md = ["# atrous demo: dilation, gridding and HDC", "", intro, "", _markdown_table(table), ""]
