@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=None, help="fix the epoch count instead")
     p.add_argument("--train-images", type=int, default=None, help="training images to generate")
     p.add_argument("--val-images", type=int, default=None, help="validation images to generate")
+    p.add_argument("--image-size", type=int, default=None, help="side of the generated images")
     p.add_argument("--seed", type=int, default=0, help="dataset and training seed")
     p.add_argument(
         "--device",
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = {
         "train_images": args.train_images,
         "val_images": args.val_images,
+        "image_size": args.image_size,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in sizes.items() if v is not None})
     demo = run_demo(args.out, settings, progress=not args.no_progress)
