@@ -41,7 +41,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset location and augmentation; ``crop_size`` is ``[height, width]``."""
+    """Dataset location, augmentation and loading; ``crop_size`` is ``[height, width]``.
+
+    ``persistent_workers`` (only meaningful with ``num_workers > 0``) keeps the loader
+    processes alive from one epoch to the next instead of starting them again each
+    epoch; the data stay a pure function of ``(seed, epoch, index)`` either way.
+    ``prefetch_factor`` is batches loaded ahead per worker (PyTorch's default, 2, when
+    ``None``; ignored without workers). Batches are pinned on CUDA.
+    """
 
     format: Literal["folder", "camvid", "voc", "cityscapes"] = "folder"
     root: str = "data/synthetic"
@@ -54,6 +61,8 @@ class DataConfig:
     batch_size: int = 8
     val_batch_size: int = 1
     num_workers: int = 0
+    persistent_workers: bool = True
+    prefetch_factor: int | None = None
     max_val_samples: int | None = None
 
 

@@ -9,7 +9,8 @@ What a run folder holds::
 
 Exact resume. Data order (``DistributedSampler`` seeded with ``seed + epoch``) and every
 sample's augmentation (seeded from ``(seed, epoch, index)``) are pure functions of the
-position in training, and a checkpoint stores the model, optimiser, RNG states and that
+position in training, also with persistent loader workers (the epoch travels with each
+index, see :mod:`atrous.engine.loader`), and a checkpoint stores the model, optimiser, RNG states and that
 position. ``train(..., resume=True)`` restores the newest complete checkpoint and skips
 the batches it already used, so on CPU a run killed at any moment and resumed ends with
 bitwise the same weights as an uninterrupted one. SIGTERM finishes the current step,
@@ -33,7 +34,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DistributedSampler
 
 from atrous.data import build_dataset, check_dataset, median_frequency_weights, train_transforms
 from atrous.engine.checkpoint import (
@@ -45,6 +46,7 @@ from atrous.engine.checkpoint import (
 from atrous.engine.config import Config, config_to_dict, save_config
 from atrous.engine.distributed import DistInfo, any_true, barrier, cleanup, init_distributed
 from atrous.engine.evaluate import evaluate
+from atrous.engine.loader import build_train_loader
 from atrous.engine.losses import SegmentationLoss, poly_lr_factor
 
 logger = logging.getLogger(__name__)
@@ -74,31 +76,6 @@ class TrainResult:
     last_checkpoint: Path | None = None
     metrics_path: Path | None = None
     model: nn.Module | None = None
-
-
-class _SkipSampler(Sampler[int]):
-    """The wrapped sampler's order minus its first ``skip`` indices (mid-epoch resume)."""
-
-    def __init__(self, sampler: Sampler[int], skip: int) -> None:
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(self.sampler)[self.skip :])
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)  # type: ignore[arg-type]
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Workers' numpy/python RNGs follow torch's per-worker seed (itself from the loader's
-    seeded generator), so even code that uses them outside our seeded transforms repeats."""
-    import random
-
-    import numpy as np
-
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def _resolve_device(name: str, dist_info: DistInfo) -> torch.device:
@@ -336,6 +313,16 @@ def _train(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=has_aux and config.loss.aux_weight == 0,
         )
+    loader, epoch_sampler = build_train_loader(
+        train_set,
+        sampler,
+        batch_size=d.batch_size,
+        num_workers=d.num_workers,
+        seed=seed,
+        pin_memory=device.type == "cuda",
+        persistent_workers=d.persistent_workers,
+        prefetch_factor=d.prefetch_factor,
+    )
     want_aux = config.loss.aux_weight > 0
     writer = _open_tensorboard(config.train.tensorboard and main, out_dir)
     stop = _StopFlag()
@@ -368,18 +355,7 @@ def _train(
     with stop.installed():
         for epoch in range(start_epoch, config.schedule.epochs):
             skip = start_step if epoch == start_epoch else 0
-            train_set.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            loader = DataLoader(
-                train_set,
-                batch_size=d.batch_size,
-                sampler=_SkipSampler(sampler, skip * d.batch_size),
-                num_workers=d.num_workers,
-                drop_last=True,
-                pin_memory=device.type == "cuda",
-                worker_init_fn=_seed_worker,
-                generator=torch.Generator().manual_seed(seed * 1000 + epoch),
-            )
+            epoch_sampler.start(epoch, skip=skip, batches=iters_per_epoch)
             bar = None
             if progress and main:
                 from tqdm import tqdm
@@ -398,8 +374,6 @@ def _train(
             stopping = False
             lr = config.optim.lr
             for images, masks in loader:
-                if step >= iters_per_epoch:
-                    break
                 factor = poly_lr_factor(
                     iteration,
                     total_iters,

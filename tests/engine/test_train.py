@@ -83,8 +83,8 @@ RESUME_SETTINGS = [
 ]
 
 
-def _command(root: Path, out: Path, *extra: str) -> list[str]:
-    sets = [x for s in [f"data.root={root}", *RESUME_SETTINGS] for x in ("--set", s)]
+def _command(root: Path, out: Path, *extra: str, settings: tuple[str, ...] = ()) -> list[str]:
+    sets = [x for s in [f"data.root={root}", *RESUME_SETTINGS, *settings] for x in ("--set", s)]
     return [
         sys.executable,
         "-m",
@@ -119,9 +119,12 @@ def resume_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     return root, _final_tensors(base / "reference")
 
 
-def _interrupt(root: Path, run: Path, sig: signal.Signals) -> subprocess.CompletedProcess[str]:
+def _interrupt(
+    root: Path, run: Path, sig: signal.Signals, settings: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Start training, send ``sig`` shortly after the first checkpoint, then resume."""
-    process = subprocess.Popen(_command(root, run), env=_env(), stdout=subprocess.PIPE,
+    command = _command(root, run, settings=settings)
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 60
     while latest_checkpoint(run / "checkpoints") is None:
@@ -137,7 +140,10 @@ def _interrupt(root: Path, run: Path, sig: signal.Signals) -> subprocess.Complet
     info = json.loads(latest_checkpoint(run / "checkpoints").read_text())  # type: ignore[union-attr]
     assert info["epoch"] < 4, "the run finished before the signal: nothing was interrupted"
     return subprocess.run(
-        _command(root, run, "--resume"), env=_env(), capture_output=True, text=True
+        _command(root, run, "--resume", settings=settings),
+        env=_env(),
+        capture_output=True,
+        text=True,
     )
 
 
@@ -148,11 +154,16 @@ def _assert_same(run: Path, reference: dict[str, torch.Tensor]) -> None:
         assert torch.equal(resumed[key], value), key
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [(), ("data.num_workers=2",)],  # the reference run loads in the main process
+    ids=["main_process", "persistent_workers"],
+)
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(
-    resume_data: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+    resume_data: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path, settings: tuple[str, ...]
 ) -> None:
     root, reference = resume_data
-    resumed = _interrupt(root, tmp_path / "run", signal.SIGKILL)
+    resumed = _interrupt(root, tmp_path / "run", signal.SIGKILL, settings)
     assert resumed.returncode == 0 and "resumed from" in resumed.stderr, resumed.stderr
     _assert_same(tmp_path / "run", reference)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
