@@ -4,7 +4,8 @@ What a run folder holds::
 
     <out>/config.yaml              the resolved config (reproduce with --config this file)
     <out>/metrics.jsonl            one JSON line per epoch (loss, lr, img/s, val metrics)
-    <out>/checkpoints/*.json|.safetensors   the last ``train.keep_checkpoints`` checkpoints
+    <out>/checkpoints/*.json|.safetensors   the last ``train.keep_checkpoints`` checkpoints,
+                                   written every ``train.checkpoint_every`` epochs
     <out>/best/                    best model by val mIoU, a ``save_pretrained`` folder
 
 Exact resume. Data order (``DistributedSampler`` seeded with ``seed + epoch``) and every
@@ -43,7 +44,7 @@ from atrous.engine.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from atrous.engine.config import Config, config_to_dict, save_config
+from atrous.engine.config import Config, ConfigError, config_to_dict, save_config
 from atrous.engine.distributed import DistInfo, any_true, barrier, cleanup, init_distributed
 from atrous.engine.evaluate import evaluate
 from atrous.engine.loader import build_train_loader
@@ -276,6 +277,9 @@ def _train(
             f"{d.batch_size} per process x {dist_info.world_size} processes; "
             "lower data.batch_size"
         )
+    for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
+        if getattr(config.train, name) < 1:
+            raise ConfigError(f"train.{name}={getattr(config.train, name)}; expected >= 1")
     iters_per_epoch = min(batches, config.schedule.iters_per_epoch or batches)
     total_iters = iters_per_epoch * config.schedule.epochs
 
@@ -473,7 +477,8 @@ def _train(
                     for key, value in row.items():
                         writer.add_scalar(f"epoch/{key}", value, epoch + 1)
             history.append(row)
-            last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
+            if (epoch + 1) % config.train.checkpoint_every == 0 or last_epoch:
+                last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
             if main:
                 with metrics_path.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
