@@ -209,13 +209,15 @@ def _step_seconds(models: Sequence[DemoModel], settings: DemoSettings, device: s
     import torch
     import torch.nn.functional as F
 
+    from atrous.data.synthetic import CLASS_NAMES
     from atrous.models import build_model
 
     size, total = settings.image_size, 0.0
     x = torch.randn(settings.batch_size, 3, size, size, device=device)
-    y = torch.randint(0, 3, (settings.batch_size, size, size), device=device)
+    y = torch.randint(0, len(CLASS_NAMES), (settings.batch_size, size, size), device=device)
     for spec in models:
-        model = build_model(spec.name, num_classes=3, **spec.options).to(device).train()
+        model = build_model(spec.name, num_classes=len(CLASS_NAMES), **spec.options)
+        model = model.to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         times = []
         for _ in range(3):

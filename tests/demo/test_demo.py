@@ -134,3 +134,19 @@ def test_hdc_beats_gridded_and_undilated(tmp_path: Path) -> None:
     assert demo.report_html is not None and demo.report_html.exists()
     assert f"{hdc.miou:.3f}" in demo.report_html.read_text()
     assert _non_blank(tmp_path / "run" / "predictions.png")
+
+
+def test_epoch_budget_is_explicit_or_derived_within_bounds(tmp_path: Path) -> None:
+    from atrous.data.synthetic import generate
+    from atrous.demo import choose_epochs, demo_models
+
+    root = generate(tmp_path / "data", seed=0, train=32, val=0, size=48)
+    hdc = [m for m in demo_models(8) if m.key == "hdc"]
+    fixed = DemoSettings(train_images=32, image_size=48, epochs=7)
+    assert choose_epochs(hdc, fixed, "cpu", root) == (7, "7 epochs (set explicitly)")
+    # A tiny time target gives the lower bound, a huge one the upper bound.
+    short = DemoSettings(train_images=32, image_size=48, minutes=0.001, min_epochs=2)
+    epochs, note = choose_epochs(hdc, short, "cpu", root)
+    assert epochs == 2 and "fit 70% of 0.001 minutes" in note
+    long = DemoSettings(train_images=32, image_size=48, minutes=1e6, max_epochs=9)
+    assert choose_epochs(hdc, long, "cpu", root)[0] == 9
