@@ -227,12 +227,19 @@ def findings(demo: DemoResult) -> list[str]:
     if hdc and grid and flat:
         best = max((hdc, grid, flat), key=lambda r: r.miou)
         others = [r for r in (hdc, grid, flat) if r is not best]
-        lines.append(
-            f"Among the three stacks with the same {hdc.parameters:,} parameters, {best.label} "
-            f"has the best validation mIoU ({best.miou:.3f}), "
-            + " and ".join(f"{best.miou - r.miou:+.3f} over {r.label}" for r in others)
-            + "."
-        )
+        if best.miou - max(r.miou for r in others) < 0.005:
+            lines.append(
+                f"The three stacks with the same {hdc.parameters:,} parameters are tied on "
+                f"validation mIoU (within 0.005 of {best.miou:.3f}): this run is too short "
+                "to tell them apart."
+            )
+        else:
+            lines.append(
+                f"Among the three stacks with the same {hdc.parameters:,} parameters, "
+                f"{best.label} has the best validation mIoU ({best.miou:.3f}), "
+                + " and ".join(f"{best.miou - r.miou:+.3f} over {r.label}" for r in others)
+                + "."
+            )
         marked = demo.class_names[2] if len(demo.class_names) > 2 else None
         if marked:
             lines.append(
@@ -240,11 +247,17 @@ def findings(demo: DemoResult) -> list[str]:
                 + ", ".join(f"{r.per_class_iou[marked]:.3f} ({r.label})" for r in (hdc, grid, flat))
                 + "."
             )
-        diameter = 2 * DiscStyle().max_radius + 1
+        max_radius = DiscStyle().max_radius
+        reach = (flat.rf_size[0] - 1) // 2
         lines.append(
-            f"The undilated stack's receptive field is {flat.rf_size[0]} px wide and half its "
-            f"effective receptive field lies within {flat.erf_radius_50:.1f} px, while discs are "
-            f"up to {diameter} px across: from a disc's rim it cannot see the centre."
+            f"The undilated stack's receptive field is {flat.rf_size[0]} px wide (it sees "
+            f"{reach} px to each side) and half its effective receptive field lies within "
+            f"{flat.erf_radius_50:.1f} px, while disc radii go up to {max_radius} px"
+            + (
+                ": from the rim of a large disc it cannot see the centre."
+                if reach < max_radius
+                else "."
+            )
         )
         lines.append(
             f"Equal rates reach {grid.rf_size[0]} px but leave {grid.hole_fraction:.0%} of that "
