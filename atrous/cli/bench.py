@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         fresh_process_peak_mb,
         make_variant,
         matmul_gflops,
+        matmul_variant,
         run_variants,
     )
 
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         f"{torch.backends.cpu.get_cpu_capability()}"
     )
     peak = matmul_gflops()
-    print(f"fp32 matmul (2048^3 torch.mm, best of 5): {peak:.0f} GFLOP/s")
+    print(f"fp32 matmul (2048^3 torch.mm, best of 5, at start): {peak:.0f} GFLOP/s")
     keys = ["torchvision", *[k.strip() for k in args.variants.split(",") if k.strip()]]
     if args.int8 and "int8" not in keys:
         keys.append("int8")
@@ -74,12 +75,18 @@ def run(args: argparse.Namespace) -> int:
         for variant in variants:
             variant.times.clear()
         x = torch.randn(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
-        run_variants(variants, x, runs=args.runs, warmup=args.warmup, reference=variants[0].name)
+        probe = matmul_variant()
+        run_variants(
+            [*variants, probe], x, runs=args.runs, warmup=args.warmup, reference=variants[0].name
+        )
         if args.memory:
             for key, variant in zip(keys, variants):
                 before, variant.peak_mb = fresh_process_peak_mb(key, args.size, batch)
                 variant.forward_mb = variant.peak_mb - before
-        print(format_table(variants, batch=batch, reference=variants[0].name, peak_gflops=peak))
+        table = format_table(
+            [*variants, probe], batch=batch, reference=variants[0].name, peak_gflops=peak
+        )
+        print(table)
     if args.output_strides:
         print("\noutput stride 8 vs 16 (same ResNet-50 weights, fast fp32 compile, batch 1):")
         print("| output stride | median s | min s | peak RSS MB (fwd +) | GMACs |")

@@ -65,6 +65,18 @@ def matmul_gflops(size: int = 2048, runs: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def matmul_variant(size: int = 2048) -> Variant:
+    """A fp32 ``torch.mm`` timed among the model variants, so the machine's peak is
+    measured under the same (shared) load as the models it is compared with."""
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+
+    def run(_x: torch.Tensor) -> torch.Tensor:
+        return torch.mm(a, b)
+
+    return Variant("fp32 matmul 2048^3", run, flops_per_image=2 * size**3)
+
+
 def count_flops(model: Runner, x: torch.Tensor) -> int:
     """FLOPs of one forward (convolutions and matmuls, 2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -120,6 +132,8 @@ def run_variants(
             for _ in range(warmup):
                 variant.run(x)
             gc.collect()
+            if variant.name.startswith("fp32 matmul"):
+                continue
             outputs[variant.name] = model_logits(variant.run(x)).float()
         for _ in range(runs):
             for variant in variants:
@@ -128,6 +142,8 @@ def run_variants(
                 variant.times.append(time.perf_counter() - start)
     expected = outputs[reference]
     for variant in variants:
+        if variant.name not in outputs:
+            continue
         got = outputs[variant.name]
         variant.max_diff = float((got - expected).abs().max())
         variant.agreement = float((got.argmax(1) == expected.argmax(1)).float().mean())
@@ -136,9 +152,15 @@ def run_variants(
 def format_table(
     variants: Sequence[Variant], *, batch: int, reference: str, peak_gflops: float
 ) -> str:
+    """Markdown table; a matmul probe among the variants replaces ``peak_gflops`` by its
+    median GFLOP/s under the same load."""
+    probe = [v for v in variants if v.name.startswith("fp32 matmul")]
+    if probe:
+        peak_gflops = probe[0].flops_per_image / statistics.median(probe[0].times) / 1e9
+        variants = [v for v in variants if v not in probe]
     base = statistics.median(next(v for v in variants if v.name == reference).times)
     lines = [
-        f"batch {batch}:",
+        f"batch {batch} (fp32 matmul peak under the same load: {peak_gflops:.0f} GFLOP/s):",
         "| variant | median s | min s | ratio vs ref (median) | img/s | peak RSS MB (fwd +) "
         "| GFLOP/s | % of matmul | max logit diff | argmax agree |",
         "|---|---|---|---|---|---|---|---|---|---|",
