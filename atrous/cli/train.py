@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 NAME = "train"
@@ -46,6 +47,14 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if result.status == "interrupted":
         print(f"interrupted; checkpoint {result.last_checkpoint}; rerun with --resume")
+        return 0
+    if result.status == "time_budget":
+        final = result.history[-1].get("val_miou", math.nan) if result.history else math.nan
+        print(
+            f"time budget spent: final val mIoU {100 * final:.2f}, "
+            f"best {100 * result.best_miou:.2f} -> {result.best_dir}; "
+            f"checkpoint {result.last_checkpoint} (--resume continues with a fresh budget)"
+        )
         return 0
     print(f"done: best val mIoU {100 * result.best_miou:.2f} -> {result.best_dir}")
     return 0

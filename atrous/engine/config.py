@@ -83,6 +83,12 @@ class ScheduleConfig:
     """Poly decay ``(1 - t/T) ** power`` after a linear warm-up from ``warmup_ratio * lr``.
 
     ``iters_per_epoch`` caps an epoch (for quick runs); ``None`` = the whole dataset.
+
+    ``max_minutes`` is an optional wall-clock budget for this process's training (from
+    the first step, evaluations included): when spent, the run finishes the step, saves
+    a checkpoint, evaluates and returns with status ``"time_budget"``. The poly decay
+    still runs over ``epochs``: it does not reach zero at the budget unless ``epochs``
+    is set to what fits in it. A ``--resume`` gets a fresh budget.
     """
 
     epochs: int = 10
@@ -90,6 +96,7 @@ class ScheduleConfig:
     warmup_iters: int = 0
     warmup_ratio: float = 0.1
     power: float = 0.9
+    max_minutes: float | None = None
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,11 @@ class TrainResult:
     """What :func:`train` did.
 
     Attributes:
-        status: ``"completed"`` or ``"interrupted"`` (SIGTERM; resume with ``resume=True``).
-        history: one dict per finished epoch, as in ``metrics.jsonl``.
+        status: ``"completed"``, ``"interrupted"`` (SIGTERM) or ``"time_budget"``
+            (``schedule.max_minutes`` spent); both save a checkpoint to ``resume`` from.
+        history: one dict per epoch, as in ``metrics.jsonl``; after a time budget the
+            last one may be a partial epoch (``"partial": True``) with the final
+            evaluation.
         best_miou: best validation mIoU (NaN if never evaluated).
         out_dir, best_dir, last_checkpoint, metrics_path: where things were written.
         model: the trained model (unwrapped from DDP) as it is at the end of the run.
@@ -165,6 +168,16 @@ def _save_best(model: nn.Module, best_dir: Path, metadata: dict[str, Any]) -> No
         best_dir.rename(old)
     tmp.rename(best_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _loss_read_interval(device: torch.device, log_every: int) -> int:
+    """Steps between reads of the loss on the host (NaN check, progress bar, TensorBoard).
+
+    A read is free on CPU but waits for CUDA's queue to drain, so on CUDA the loss is
+    summed on the device and read every ``train.log_every`` steps and at each epoch's end.
+    A NaN is then caught up to ``log_every`` steps late, always before any checkpoint.
+    """
+    return 1 if device.type == "cpu" else log_every
 
 
 def _open_tensorboard(enabled: bool, out_dir: Path) -> Any:
@@ -280,6 +293,10 @@ def _train(
     for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
         if getattr(config.train, name) < 1:
             raise ConfigError(f"train.{name}={getattr(config.train, name)}; expected >= 1")
+    if config.schedule.max_minutes is not None and config.schedule.max_minutes <= 0:
+        raise ConfigError(
+            f"schedule.max_minutes={config.schedule.max_minutes}; expected > 0 or null"
+        )
     iters_per_epoch = min(batches, config.schedule.iters_per_epoch or batches)
     total_iters = iters_per_epoch * config.schedule.epochs
 
@@ -355,7 +372,15 @@ def _train(
         prune_checkpoints(ckpt_dir, config.train.keep_checkpoints)
         return path
 
+    read_every = _loss_read_interval(device, config.train.log_every)
+    max_minutes = config.schedule.max_minutes
+    run_started = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return max_minutes is not None and time.perf_counter() - run_started >= 60 * max_minutes
+
     status = "completed"
+    partial_row: dict[str, Any] | None = None
     with stop.installed():
         for epoch in range(start_epoch, config.schedule.epochs):
             skip = start_step if epoch == start_epoch else 0
@@ -373,9 +398,11 @@ def _train(
                 )
             train_model.train()
             loss_sum, loss_count, images_done = 0.0, 0, 0
+            window: torch.Tensor | None = None  # loss summed on the device since the last read
+            window_steps = 0
             started = time.perf_counter()
             step = skip
-            stopping = False
+            reason: str | None = None  # why the run stops early: "interrupted" / "time_budget"
             lr = config.optim.lr
             for images, masks in loader:
                 factor = poly_lr_factor(
@@ -395,17 +422,6 @@ def _train(
                         train_model(images, return_aux=True) if want_aux else train_model(images)
                     )
                 loss = criterion(outputs, masks)
-                value = float(loss.detach())
-                if any_true(not math.isfinite(value), dist_info, device):
-                    if bar is not None:
-                        bar.close()
-                    kept = latest_checkpoint(ckpt_dir)
-                    raise NonFiniteLossError(
-                        f"loss is {value} at epoch {epoch + 1}, iteration {iteration} "
-                        f"(lr {lr:.3g}); training stopped. Last good checkpoint: "
-                        f"{kept or 'none yet'}. Lower optim.lr, set train.grad_clip, or use "
-                        "train.amp=none, then rerun (with --resume to continue from it)."
-                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.train.grad_clip is not None:
@@ -415,26 +431,55 @@ def _train(
                 scaler.update()
                 iteration += 1
                 step += 1
-                loss_sum += value
-                loss_count += 1
                 images_done += images.shape[0] * dist_info.world_size
+                window = loss.detach() if window is None else window + loss.detach()
+                window_steps += 1
+                read = step == iters_per_epoch or iteration % read_every == 0
+                if not dist_info.enabled:  # no collective needed: look at the flags every step
+                    read = read or stop.requested or out_of_time()
+                if read:
+                    value = float(window) / window_steps
+                    if any_true(not math.isfinite(value), dist_info, device):
+                        if bar is not None:
+                            bar.close()
+                        where = (
+                            f"iteration {iteration - 1}"
+                            if window_steps == 1
+                            else f"iterations {iteration - window_steps}-{iteration - 1} "
+                            "(their mean; read every train.log_every steps on CUDA)"
+                        )
+                        kept = latest_checkpoint(ckpt_dir)
+                        raise NonFiniteLossError(
+                            f"loss is {value} at epoch {epoch + 1}, {where} (lr {lr:.3g}); "
+                            f"training stopped. Last good checkpoint: {kept or 'none yet'}. "
+                            "Lower optim.lr, set train.grad_clip, or use train.amp=none, then "
+                            "rerun (with --resume to continue from it)."
+                        )
+                    loss_sum += value * window_steps
+                    loss_count += window_steps
+                    window, window_steps = None, 0
+                    if bar is not None:
+                        rate = images_done / max(time.perf_counter() - started, 1e-9)
+                        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+                    if writer is not None and iteration % config.train.log_every == 0:
+                        writer.add_scalar("train/loss", value, iteration)
+                        writer.add_scalar("train/lr", lr, iteration)
+                    if any_true(stop.requested, dist_info, device):
+                        reason = "interrupted"
+                    elif any_true(out_of_time(), dist_info, device):
+                        reason = "time_budget"
                 if bar is not None:
-                    rate = images_done / max(time.perf_counter() - started, 1e-9)
-                    bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
                     bar.update(1)
-                if writer is not None and iteration % config.train.log_every == 0:
-                    writer.add_scalar("train/loss", value, iteration)
-                    writer.add_scalar("train/lr", lr, iteration)
-                if any_true(stop.requested, dist_info, device):
-                    stopping = True
+                if reason is not None:
                     break
             if bar is not None:
                 bar.close()
-            if stopping:
-                if step < iters_per_epoch:
-                    last_checkpoint = checkpoint(epoch, step) or last_checkpoint
-                else:
-                    last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
+            finished = step == iters_per_epoch
+            last_epoch = epoch + 1 == config.schedule.epochs
+            if finished and last_epoch:
+                reason = None  # the signal or the budget came with the very last step
+            if reason == "interrupted" and not finished:
+                last_checkpoint = checkpoint(epoch, step) or last_checkpoint
                 status = "interrupted"
                 if main:
                     logger.warning("saved %s; continue with --resume", last_checkpoint)
@@ -448,8 +493,10 @@ def _train(
                 "images_per_s": images_done / max(elapsed, 1e-9),
                 "epoch_time_s": elapsed,
             }
-            last_epoch = epoch + 1 == config.schedule.epochs
-            if main and ((epoch + 1) % config.eval.every == 0 or last_epoch):
+            if not finished:
+                row["partial"] = True  # the time budget ran out inside this epoch
+            final = last_epoch or reason == "time_budget"
+            if main and ((epoch + 1) % config.eval.every == 0 or final):
                 result = evaluate(
                     model,
                     val_set,
@@ -476,9 +523,13 @@ def _train(
                 if writer is not None:
                     for key, value in row.items():
                         writer.add_scalar(f"epoch/{key}", value, epoch + 1)
-            history.append(row)
-            if (epoch + 1) % config.train.checkpoint_every == 0 or last_epoch:
-                last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
+            if finished:
+                history.append(row)
+                if (epoch + 1) % config.train.checkpoint_every == 0 or final or reason:
+                    last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
+            else:  # continue this epoch on resume; the checkpoint's history stays whole epochs
+                partial_row = row
+                last_checkpoint = checkpoint(epoch, step) or last_checkpoint
             if main:
                 with metrics_path.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
@@ -489,11 +540,20 @@ def _train(
                 )
                 logger.info("epoch %d/%d: %s", epoch + 1, config.schedule.epochs, shown)
             barrier(dist_info)
+            if reason is not None:
+                status = reason
+                if main:
+                    logger.warning(
+                        "%s: saved %s; continue with --resume",
+                        "time budget spent" if reason == "time_budget" else "interrupted",
+                        last_checkpoint,
+                    )
+                break
     if writer is not None:
         writer.close()
     return TrainResult(
         status=status,
-        history=history,
+        history=history + ([partial_row] if partial_row is not None else []),
         best_miou=best_miou if best_miou != -math.inf else math.nan,
         out_dir=out_dir,
         best_dir=best_dir if best_dir.exists() else None,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from atrous.cli import main
-from atrous.engine import load_config, train
+from atrous.engine import NonFiniteLossError, load_config, train, trainer
 from tests.data.helpers import write_folder_dataset
 
 TINY = [
@@ -57,3 +59,45 @@ def test_bad_checkpoint_every_is_a_config_error(
     ]
     assert main(["train", *sets, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     assert "train.checkpoint_every=0; expected >= 1" in capsys.readouterr().err
+
+
+def _status_and_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_time_budget_saves_evaluates_and_resumes_exactly(root: Path, tmp_path: Path) -> None:
+    overrides = [f"data.root={root}", *TINY, "schedule.epochs=2"]
+    reference = train(load_config(None, overrides), tmp_path / "reference", progress=False)
+    # A budget of 60 microseconds runs out during the first step (epoch 1 has 2 steps).
+    budget = load_config(None, [*overrides, "schedule.max_minutes=0.000001"])
+    stopped = train(budget, tmp_path / "run", progress=False)
+    assert stopped.status == "time_budget"
+    assert _checkpoints(tmp_path / "run") == [(0, 1, 1)]  # resume inside epoch 1
+    (row,) = stopped.history
+    assert row["partial"] is True and row["iteration"] == 1 and "val_miou" in row
+    assert _status_and_rows(tmp_path / "run") == [row]
+    assert stopped.best_dir is not None and stopped.best_miou == row["val_miou"]
+    # Resuming without the budget ends exactly where the uninterrupted run ends.
+    resumed = train(load_config(None, overrides), tmp_path / "run", resume=True, progress=False)
+    assert resumed.status == "completed"
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert "partial" not in resumed.history[0]
+    assert [r["epoch"] for r in _status_and_rows(tmp_path / "run")] == [1, 2]
+    want, got = reference.model.state_dict(), resumed.model.state_dict()  # type: ignore[union-attr]
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_deferred_loss_reads_still_stop_on_nan(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CUDA's schedule (read the loss every log_every steps), exercised on the CPU."""
+    monkeypatch.setattr(trainer, "_loss_read_interval", lambda device, log_every: log_every)
+    overrides = [f"data.root={root}", *TINY, "schedule.epochs=3", "train.log_every=3"]
+    config = load_config(None, overrides)
+    result = train(config, tmp_path / "good", progress=False)
+    assert result.status == "completed" and len(result.history) == 3
+    assert all(math.isfinite(r["train_loss"]) for r in result.history)
+    bad = load_config(None, [*overrides, "optim.lr=1e30"])
+    with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at epoch 1, iterations 0-1"):
+        train(bad, tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad" / "checkpoints").exists()
