@@ -1,11 +1,13 @@
 """Training throughput: atrous's engine vs a plain PyTorch loop, same model, batch and data.
 
-Both loops read the same CamVid crops (same dataset class and transforms, same
-DataLoader settings), run the same model with SGD + cross-entropy, and are timed over
+Both loops read the same CamVid batches (same dataset class, seeded transforms and
+sample order, same DataLoader settings), run the same model with SGD + cross-entropy, and are timed over
 the same number of iterations including data loading. They alternate (plain, atrous,
 plain, atrous, ...) so machine load hits both alike; the medians are reported.
 
     .venv/bin/python benchmarks/engine_throughput.py --root ../shared/datasets/camvid
+
+``--profile`` runs each loop once under cProfile and prints where the time goes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from atrous.data import CamVidDataset, train_transforms
 from atrous.engine import load_config, train
@@ -32,8 +34,11 @@ def plain_loop(args: argparse.Namespace) -> float:
         split="train",
         transform=train_transforms(crop_size=args.crop, scale_range=(0.5, 2.0)),
     )
+    # The engine's order for epoch 0 (a one-process DistributedSampler seeded with the
+    # run's seed) and the dataset's seeded augmentation: both loops see the same batches.
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0)
     loader = DataLoader(
-        dataset, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers
+        dataset, batch_size=args.batch, sampler=sampler, drop_last=True, num_workers=args.workers
     )
     model = build_model(args.model, num_classes=11, **args.options)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
@@ -86,8 +91,21 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="cProfile one run of each")
     args = parser.parse_args()
     args.options = {"backbone": args.backbone} if args.model != "dilated_net" else {"width": 32}
+    if args.profile:
+        import cProfile
+        import pstats
+
+        for loop in (plain_loop, atrous_engine):
+            profile = cProfile.Profile()
+            profile.enable()
+            rate = loop(args)
+            profile.disable()
+            print(f"== {loop.__name__}: {rate:.2f} img/s")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+        return
     plain, engine = [], []
     for _ in range(args.repeats):
         plain.append(plain_loop(args))
