@@ -12,6 +12,8 @@ from atrous.cli import main
 from atrous.infer import Predictor
 from atrous.models import build_model, load_pretrained, save_pretrained
 
+from .test_io import _write_bomb
+
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,6 +38,7 @@ def image_folder(tmp_path: Path) -> Path:
     broken = folder / "broken.jpg"
     broken.write_bytes((folder / "b.jpg").read_bytes()[:200])
     (folder / "notes.png").write_text("not an image")
+    _write_bomb(folder / "bomb.png")
     return folder
 
 
@@ -51,6 +54,7 @@ def test_predict_folder_with_corrupt_files(
     assert status == 1
     error = capsys.readouterr().err
     assert "broken.jpg: truncated" in error and "notes.png: not an image" in error
+    assert "bomb.png: too many pixels" in error
     # The readable files were predicted, with the model's labels and palette.
     model = load_pretrained(saved_model)
     for name in ("a", "b", "c"):
@@ -59,7 +63,7 @@ def test_predict_folder_with_corrupt_files(
         image = np.asarray(Image.open(next(image_folder.glob(f"{name}.*"))).convert("RGB"))
         np.testing.assert_array_equal(np.asarray(mask), Predictor(model).predict(image))
         assert (out / f"{name}_overlay.png").is_file()
-    assert not (out / "broken.png").exists()
+    assert not (out / "broken.png").exists() and not (out / "bomb.png").exists()
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 3 and {r["name"] for r in rows} == {"sky", "road", "car"}
