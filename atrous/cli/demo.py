@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "demo"
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from atrous.demo import DemoSettings, run_demo
+    from atrous.demo import DemoInterrupted, DemoSettings, run_demo
     from atrous.demo.report import format_table, results_table
 
     device = args.device
@@ -74,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         "image_size": args.image_size,
     }
     settings = dataclasses.replace(settings, **{k: v for k, v in sizes.items() if v is not None})
-    demo = run_demo(args.out, settings, progress=not args.no_progress)
+    try:
+        demo = run_demo(args.out, settings, progress=not args.no_progress)
+    except DemoInterrupted as error:
+        print(f"atrous demo: {error}", file=sys.stderr)
+        return 143
     print()
     print(format_table(results_table(demo.rows, demo.class_names)))
     print()

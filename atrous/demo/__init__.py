@@ -6,6 +6,7 @@ trains four models with one budget through :mod:`atrous.engine`, measures them w
 """
 
 from atrous.demo.runner import (
+    DemoInterrupted,
     DemoModel,
     DemoResult,
     DemoSettings,
@@ -17,6 +18,7 @@ from atrous.demo.runner import (
 )
 
 __all__ = [
+    "DemoInterrupted",
     "DemoModel",
     "DemoResult",
     "DemoSettings",

@@ -19,6 +19,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+class DemoInterrupted(RuntimeError):
+    """Training was stopped (SIGTERM); the demo stops too instead of comparing a half-trained
+    model with fully trained ones."""
+
+
 @dataclass(frozen=True)
 class DemoModel:
     """One contestant: a label for tables, a registry name and builder options.
@@ -363,6 +368,12 @@ def run_demo(
         tick = time.perf_counter()
         result = train(config, model_dir, progress=progress)
         seconds = time.perf_counter() - tick
+        if result.status != "completed":
+            raise DemoInterrupted(
+                f"training of {spec.label} was interrupted ({result.status}); its checkpoint "
+                f"is in {model_dir}. The demo stopped: models trained for less than the "
+                "shared budget would not be comparable."
+            )
         model = result.model
         assert model is not None
         final = evaluate(

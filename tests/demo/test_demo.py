@@ -150,3 +150,20 @@ def test_epoch_budget_is_explicit_or_derived_within_bounds(tmp_path: Path) -> No
     assert epochs == 2 and "fit 70% of 0.001 minutes" in note
     long = DemoSettings(train_images=32, image_size=48, minutes=1e6, max_epochs=9)
     assert choose_epochs(hdc, long, "cpu", root)[0] == 9
+
+
+def test_interrupted_training_stops_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SIGTERM makes the engine return "interrupted"; comparing that half-trained model with
+    # fully trained ones would be wrong, so the demo stops with a clear error.
+    import atrous.engine
+    from atrous.demo import DemoInterrupted
+    from atrous.engine import TrainResult
+
+    monkeypatch.setattr(
+        atrous.engine, "train", lambda config, out_dir, **_: TrainResult(status="interrupted")
+    )
+    settings = DemoSettings(train_images=2, val_images=1, image_size=48, epochs=1, models=("hdc",))
+    with pytest.raises(DemoInterrupted, match=r"HDC .* was interrupted"):
+        run_demo(tmp_path, settings, progress=False)
