@@ -113,7 +113,7 @@ def main() -> None:
         print(f"plain {plain[-1]:.2f} img/s   atrous {engine[-1]:.2f} img/s", flush=True)
     p, e = statistics.median(plain), statistics.median(engine)
     print(
-        f"model {args.model}/{args.backbone} crop {args.crop} batch {args.batch} iters {args.iters}"
+        f"model {args.model} {args.options} crop {args.crop} batch {args.batch} iters {args.iters}"
     )
     print(f"median: plain {p:.2f} img/s, atrous {e:.2f} img/s, ratio atrous/plain {e / p:.3f}")
 

@@ -466,7 +466,7 @@ def _train(
                         writer.add_scalar("train/lr", lr, iteration)
                     if any_true(stop.requested, dist_info, device):
                         reason = "interrupted"
-                    elif any_true(out_of_time(), dist_info, device):
+                    elif max_minutes is not None and any_true(out_of_time(), dist_info, device):
                         reason = "time_budget"
                 if bar is not None:
                     bar.update(1)
