@@ -94,7 +94,8 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream; the trainer calls this before every epoch.
 
-        DataLoader workers are re-created each epoch (non-persistent), so they see it.
+        The trainer's loader (atrous.engine.loader) keeps workers alive across epochs and
+        sends the epoch with every index instead, so workers never rely on this attribute.
         """
         self.epoch = epoch
 
