@@ -29,3 +29,15 @@ def test_run_variants_agreement() -> None:
     run_variants(variants, torch.randn(1, 3, 8, 8), runs=2, warmup=0, reference="a")
     assert len(variants[0].times) == 2 and variants[0].max_diff == 0
     assert abs(variants[1].max_diff - 1e-3) < 1e-6 and variants[1].agreement == 1.0
+
+
+def test_effective_flops_skip_padding_taps() -> None:
+    from atrous.infer.bench import count_effective_conv_flops
+
+    x = torch.randn(1, 4, 10, 10)
+    plain = nn.Conv2d(4, 6, 3, padding=0).eval()  # no padding: nominal == effective
+    assert count_effective_conv_flops(plain, x) == count_flops(plain, x)
+    # Dilation 12 on a 10x10 map: every off-centre tap is padding, only the centre counts.
+    wide = nn.Conv2d(4, 6, 3, padding=12, dilation=12).eval()
+    assert count_effective_conv_flops(wide, x) == 2 * 4 * 6 * 10 * 10
+    assert count_flops(wide, x) == 9 * count_effective_conv_flops(wide, x)
