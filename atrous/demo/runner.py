@@ -112,7 +112,7 @@ class DemoSettings:
     epochs: int | None = None
     minutes: float = 10.0
     max_epochs: int = 16
-    min_epochs: int = 3
+    min_epochs: int = 6
     batch_size: int = 16
     lr: float = 3e-3
     width: int = 32
