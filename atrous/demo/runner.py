@@ -96,7 +96,9 @@ class DemoSettings:
         train_images, val_images, image_size: the generated dataset.
         epochs: training epochs of every model; ``None`` = derive from ``minutes``.
         minutes: wall-clock target of the whole demo, used when ``epochs`` is None.
-        max_epochs, min_epochs: bounds of the derived epoch count.
+        max_epochs, min_epochs: bounds of the derived epoch count; below 6 epochs
+            (150 steps) the stacks are not reliably apart, so a loaded machine runs longer
+            rather than showing nothing.
         batch_size, lr: the shared optimiser settings (AdamW, poly decay).
         width: channels of the plain stacks (DeepLabV3's head gets twice that).
         models: keys of :func:`demo_models` to run (default all four).
