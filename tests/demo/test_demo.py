@@ -18,7 +18,6 @@ def _non_blank(path: Path) -> bool:
     return pixels.std() > 5 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
 
 
-@pytest.mark.slow
 def test_cli_writes_report_and_prints_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # A tiny run through the command line: one epoch, three stacks, a handful of images.
     out = tmp_path / "run"
@@ -101,7 +100,6 @@ def test_fragmentation_counts_label_flips_inside_objects_only() -> None:
     assert fragmentation(checker, truth) == pytest.approx(100 * 12 / 24)
 
 
-@pytest.mark.slow
 def test_hdc_beats_gridded_and_undilated(tmp_path: Path) -> None:
     """The ordering the demo is built to show, on a shorter run (about 100 s on 2 idle cores).
 

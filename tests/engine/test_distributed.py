@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -17,7 +16,6 @@ REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-@pytest.mark.slow  # ~30 s on a loaded 2-core machine: three interpreter starts
 def test_two_process_torchrun_matches_single_process(tmp_path: Path) -> None:
     root = write_folder_dataset(tmp_path / "data", splits={"train": 16, "val": 2}, size=(24, 20))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

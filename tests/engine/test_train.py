@@ -114,7 +114,7 @@ def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def resume_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
     base = tmp_path_factory.mktemp("resume")
-    root = write_folder_dataset(base / "data", splits={"train": 24, "val": 2}, size=(24, 20))
+    root = write_folder_dataset(base / "data", splits={"train": 120, "val": 2}, size=(24, 20))
     subprocess.run(_command(root, base / "reference"), env=_env(), check=True, capture_output=True)
     return root, _final_tensors(base / "reference")
 
@@ -170,7 +170,6 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
 
 
-@pytest.mark.slow  # ~20 s; the SIGKILL test above covers resume in the default run
 def test_sigterm_saves_mid_epoch_and_resume_is_bitwise_identical(
     resume_data: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
 ) -> None:
