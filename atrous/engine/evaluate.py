@@ -14,80 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from atrous.constants import IGNORE_INDEX
 from atrous.engine.metrics import BoundaryF1, ConfusionMatrix
+from atrous.infer.predictor import Predictor
 
 Mode = Literal["whole", "slide", "ms_flip"]
 MODES = ("whole", "slide", "ms_flip")
-
-
-def _logits(model: nn.Module, x: Tensor) -> Tensor:
-    out = model(x)
-    if isinstance(out, dict):
-        out = out["out"]
-    if out.shape[-2:] != x.shape[-2:]:
-        out = F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return out.float()
-
-
-def window_starts(length: int, window: int, stride: int) -> list[int]:
-    """Window offsets covering ``[0, length)``; the last window is flush with the end."""
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window, stride))
-    return [*starts, length - window]
-
-
-def slide_logits(model: nn.Module, x: Tensor, *, window: int, overlap: float) -> Tensor:
-    """Average logits of overlapping ``window`` x ``window`` tiles (zero-padded if small).
-
-    Memory stays bounded by one tile, so large images fit; the overlap hides the seams a
-    model's padding produces at tile borders.
-    """
-    height, width = x.shape[-2:]
-    pad_h, pad_w = max(0, window - height), max(0, window - width)
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h))  # zero = mean colour after normalisation
-    full_h, full_w = x.shape[-2:]
-    stride = max(1, math.ceil(window * (1 - overlap)))
-    total: Tensor | None = None
-    count = torch.zeros(1, 1, full_h, full_w, device=x.device)
-    for top in window_starts(full_h, window, stride):
-        for left in window_starts(full_w, window, stride):
-            tile = _logits(model, x[..., top : top + window, left : left + window])
-            if total is None:
-                total = x.new_zeros(x.shape[0], tile.shape[1], full_h, full_w)
-            total[..., top : top + window, left : left + window] += tile
-            count[..., top : top + window, left : left + window] += 1
-    assert total is not None
-    return (total / count)[..., :height, :width]
-
-
-def ms_flip_probabilities(model: nn.Module, x: Tensor, *, scales: Sequence[float]) -> Tensor:
-    """Mean softmax over the given input scales and their horizontal flips (DeepLab's TTA)."""
-    height, width = x.shape[-2:]
-    total = None
-    for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = (
-            x if scale == 1 else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        )
-        for flip in (False, True):
-            view = scaled.flip(-1) if flip else scaled
-            logits = _logits(model, view)
-            if flip:
-                logits = logits.flip(-1)
-            logits = F.interpolate(
-                logits, size=(height, width), mode="bilinear", align_corners=False
-            )
-            probabilities = logits.softmax(1)
-            total = probabilities if total is None else total + probabilities
-    assert total is not None
-    return total / (2 * len(scales))
 
 
 @torch.no_grad()
@@ -100,14 +35,25 @@ def predict_batch(
     overlap: float = 0.33,
     scales: Sequence[float] = (0.75, 1.0, 1.25),
 ) -> Tensor:
-    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``."""
-    if mode == "whole":
-        return _logits(model, x).argmax(1)
-    if mode == "slide":
-        return slide_logits(model, x, window=window, overlap=overlap).argmax(1)
-    if mode == "ms_flip":
-        return ms_flip_probabilities(model, x, scales=scales).argmax(1)
-    raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``.
+
+    The three modes are :class:`atrous.infer.Predictor`'s, so evaluation scores exactly
+    what ``atrous predict`` produces: ``"slide"`` averages the logits of overlapping
+    ``window`` tiles (memory bounded by a tile), ``"ms_flip"`` averages the softmax over
+    ``scales`` and their horizontal flips (DeepLab's test-time augmentation).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    predictor = Predictor(
+        model,
+        device=x.device,
+        mode="slide" if mode == "slide" else "whole",
+        window=window,
+        overlap=overlap,
+        scales=tuple(scales) if mode == "ms_flip" else (1.0,),
+        flip=mode == "ms_flip",
+    )
+    return predictor.predict_tensor(x)
 
 
 @dataclass

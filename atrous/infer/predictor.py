@@ -136,6 +136,18 @@ class Predictor:
         """Probabilities for several images; see :meth:`predict_proba`."""
         return self._run(images, labels=False)
 
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores ``NxCxHxW`` for a batch already normalised (as the datasets yield it).
+
+        Logits for a single view; with scales or flip, the mean of their softmax
+        probabilities. Same-sized images only; the evaluation engine uses this.
+        """
+        return self._tta_scores(x.to(self.device), labels=True)
+
+    def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Label maps ``NxHxW`` for a normalised batch; see :meth:`scores`."""
+        return self.scores(x).argmax(dim=1)
+
     # -- internals -------------------------------------------------------------------
     def _run(self, images: Sequence[np.ndarray], *, labels: bool) -> list[np.ndarray]:
         results: list[np.ndarray | None] = [None] * len(images)

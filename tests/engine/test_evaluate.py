@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from atrous.engine import evaluate, predict_batch
-from atrous.engine.evaluate import slide_logits
+from atrous.infer import Predictor
 
 
 class Pointwise(nn.Module):
@@ -26,8 +26,12 @@ def test_slide_equals_whole_for_a_pointwise_model() -> None:
     model = Pointwise().eval()
     x = torch.randn(2, 3, 37, 53)
     with torch.no_grad():
-        torch.testing.assert_close(slide_logits(model, x, window=16, overlap=0.5), model(x))
-        torch.testing.assert_close(slide_logits(model, x, window=64, overlap=0.3), model(x))
+        torch.testing.assert_close(
+            Predictor(model, mode="slide", window=16, overlap=0.5).scores(x), model(x)
+        )
+        torch.testing.assert_close(
+            Predictor(model, mode="slide", window=64, overlap=0.3).scores(x), model(x)
+        )
 
 
 def test_ms_flip_at_scale_one_equals_whole_for_a_pointwise_model() -> None:
