@@ -9,6 +9,7 @@ reason, so the caller can report it and go on with the other files.
 from __future__ import annotations
 
 import glob
+import io
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,40 +25,64 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 
 class ImageError(ValueError):
-    """An input file that cannot be used as an image; the message names file and reason."""
+    """An input that cannot be used as an image; the message names the file and reason.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    Attributes:
+        path: the file (or the name given to in-memory data).
+        reason: what was wrong, in words.
+        kind: ``"missing"``, ``"not_an_image"``, ``"too_many_pixels"`` or ``"corrupt"``,
+            for callers that map failures to their own codes (the web service's 4xx).
+    """
+
+    def __init__(self, path: str | Path, reason: str, *, kind: str = "corrupt") -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
 
 
-def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file as an ``HxWx3`` uint8 RGB array.
+def load_image(
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
+) -> np.ndarray:
+    """Read an image file (or encoded bytes, e.g. an upload) as an ``HxWx3`` uint8 RGB array.
 
     The pixel count is checked from the header *before* decoding, so a decompression bomb
     costs nothing. EXIF orientation is applied so that masks line up with the image as
     viewers show it.
 
+    Args:
+        source: a path, or the encoded image itself as bytes (decoded in memory).
+        max_pixels: refuse images with more pixels than this.
+        name: what error messages call ``source`` (default: the path, or ``<bytes>``).
+
     Raises:
         ImageError: missing file, not an image, truncated/corrupt data, or more than
-            ``max_pixels`` pixels.
+            ``max_pixels`` pixels (see :attr:`ImageError.kind`).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(path, "no such file")
+    if isinstance(source, bytes):
+        label: str | Path = name or "<bytes>"
+        opened: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        label = name or Path(source)
+        opened = Path(source)
+        if not opened.is_file():
+            raise ImageError(label, "no such file", kind="missing")
     try:
         with warnings.catch_warnings():
             # PIL only warns between its limit and twice it; make every bomb an error.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(opened) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageError(
-                        path,
+                        label,
                         f"too many pixels ({width}x{height} = {width * height:,} > "
                         f"max_pixels={max_pixels:,}); refusing to decode a possible "
                         "decompression bomb",
+                        kind="too_many_pixels",
                     )
                 image.load()
                 image = ImageOps.exif_transpose(image)
@@ -65,11 +90,17 @@ def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(path, f"too many pixels (decompression bomb guard: {error})") from error
+        raise ImageError(
+            label,
+            f"too many pixels (over max_pixels={max_pixels:,}; decompression bomb guard: {error})",
+            kind="too_many_pixels",
+        ) from error
     except UnidentifiedImageError as error:
-        raise ImageError(path, "not an image (format not recognised)") from error
+        raise ImageError(
+            label, "not an image (format not recognised)", kind="not_an_image"
+        ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(path, f"truncated or corrupt image data ({error})") from error
+        raise ImageError(label, f"truncated or corrupt image data ({error})") from error
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 

@@ -1,19 +1,17 @@
 """Turning an uploaded body into an RGB array, or into an error the client can act on.
 
-The guards are the ones :func:`atrous.infer.load_image` applies to files (pixel count
-checked from the header before decoding, every decompression bomb an error, EXIF
-orientation applied); this module applies them to bytes in memory, because a service
-should not write every upload to disk just to read it back.
+Decoding is :func:`atrous.infer.load_image` on the bytes in memory (pixel count checked
+from the header before decoding, every decompression bomb an error, EXIF orientation
+applied); this module maps its failures to HTTP status codes and messages.
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+from atrous.infer.io import ImageError, load_image
 
 
 @dataclass
@@ -34,6 +32,15 @@ class UploadError(Exception):
         return f"{self.status} {self.code}: {self.message}"
 
 
+# How each failure of atrous.infer.load_image reads to a client.
+_STATUS = {"not_an_image": 415, "too_many_pixels": 413, "corrupt": 422}
+_CODES = {
+    "not_an_image": "not_an_image",
+    "too_many_pixels": "too_many_pixels",
+    "corrupt": "corrupt_image",
+}
+
+
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Decode an uploaded image into an ``HxWx3`` uint8 RGB array.
 
@@ -44,35 +51,14 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     if not data:
         raise UploadError(400, "empty_body", "the upload is empty; send an image file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise UploadError(
-                        413,
-                        "too_many_pixels",
-                        f"the image is {width}x{height} = {width * height:,} pixels, more "
-                        f"than this server's limit of {max_pixels:,}; resize it first",
-                    )
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = image.convert("RGB")
-    except UploadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UploadError(
-            413,
-            "too_many_pixels",
-            f"the image has far more pixels than this server's limit of {max_pixels:,} "
-            f"(Pillow's decompression-bomb guard: {error})",
-        ) from error
-    except UnidentifiedImageError as error:
-        raise UploadError(
-            415, "not_an_image", "the upload is not an image in a format Pillow can read"
-        ) from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise UploadError(
-            422, "corrupt_image", f"the image data is truncated or corrupt ({error})"
-        ) from error
-    return np.asarray(rgb, dtype=np.uint8).copy()
+        return load_image(data, max_pixels=max_pixels, name="upload")
+    except ImageError as error:
+        if error.kind == "not_an_image":
+            message = "the upload is not an image in a format Pillow can read"
+        elif error.kind == "too_many_pixels":
+            message = (
+                f"{error.reason}; this server's limit is {max_pixels:,} pixels, resize it first"
+            )
+        else:
+            message = f"the image data is {error.reason}"
+        raise UploadError(_STATUS[error.kind], _CODES[error.kind], message) from error
