@@ -41,6 +41,8 @@ def normalize(image: np.ndarray) -> torch.Tensor:
         raise ValueError(
             f"expected an HxWx3 uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
         )
+    if not image.flags.writeable:  # e.g. np.asarray(PIL image); torch wants writable memory
+        image = image.copy()
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
