@@ -25,6 +25,35 @@ Mode = Literal["whole", "slide", "ms_flip"]
 MODES = ("whole", "slide", "ms_flip")
 
 
+def make_predictor(
+    model: nn.Module,
+    device: str | torch.device,
+    *,
+    mode: Mode = "whole",
+    window: int = 512,
+    overlap: float = 0.33,
+    scales: Sequence[float] = (0.75, 1.0, 1.25),
+) -> Predictor:
+    """The :class:`atrous.infer.Predictor` for an evaluation mode.
+
+    The modes are the predictor's, so evaluation scores exactly what ``atrous predict``
+    produces: ``"slide"`` averages the logits of overlapping ``window`` tiles (memory
+    bounded by a tile), ``"ms_flip"`` averages the softmax over ``scales`` and their
+    horizontal flips (DeepLab's test-time augmentation).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    return Predictor(
+        model,
+        device=device,
+        mode="slide" if mode == "slide" else "whole",
+        window=window,
+        overlap=overlap,
+        scales=tuple(scales) if mode == "ms_flip" else (1.0,),
+        flip=mode == "ms_flip",
+    )
+
+
 @torch.no_grad()
 def predict_batch(
     model: nn.Module,
@@ -35,23 +64,9 @@ def predict_batch(
     overlap: float = 0.33,
     scales: Sequence[float] = (0.75, 1.0, 1.25),
 ) -> Tensor:
-    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``.
-
-    The three modes are :class:`atrous.infer.Predictor`'s, so evaluation scores exactly
-    what ``atrous predict`` produces: ``"slide"`` averages the logits of overlapping
-    ``window`` tiles (memory bounded by a tile), ``"ms_flip"`` averages the softmax over
-    ``scales`` and their horizontal flips (DeepLab's test-time augmentation).
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-    predictor = Predictor(
-        model,
-        device=x.device,
-        mode="slide" if mode == "slide" else "whole",
-        window=window,
-        overlap=overlap,
-        scales=tuple(scales) if mode == "ms_flip" else (1.0,),
-        flip=mode == "ms_flip",
+    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``; see :func:`make_predictor`."""
+    predictor = make_predictor(
+        model, x.device, mode=mode, window=window, overlap=overlap, scales=scales
     )
     return predictor.predict_tensor(x)
 
@@ -155,15 +170,16 @@ def evaluate(
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc=f"eval ({mode})", unit="img", leave=False)
+    predictor = make_predictor(
+        model, device, mode=mode, window=window, overlap=overlap, scales=scales
+    )
     seen = 0
     with torch.no_grad():
         for images, masks in loader:
             if seen >= total:
                 break
             images, masks = images[: total - seen], masks[: total - seen]
-            pred = predict_batch(
-                model, images.to(device), mode=mode, window=window, overlap=overlap, scales=scales
-            ).cpu()
+            pred = predictor.predict_tensor(images).cpu()
             confusion.update(pred, masks)
             boundary.update(pred, masks)
             seen += images.shape[0]
