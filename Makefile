@@ -33,9 +33,9 @@ demo: $(STAMP)
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-## make test-slow: only the tests marked slow (long training runs, big models).
+## make test-slow: only the tests marked slow (none at present; exit 5 = none collected is fine here).
 test-slow: $(DEV_STAMP)
-	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-all: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
