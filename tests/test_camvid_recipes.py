@@ -23,11 +23,18 @@ OWN_RECIPES = [p for p in RECIPES if p.stem in ("camvid_cpu", "camvid_gpu") or "
 def test_recipe_parses_and_builds(path: Path) -> None:
     config = load_config(path, ["data.root=/nowhere"])
     assert config.data.format == "camvid"
-    assert config.loss.class_weights == "median_frequency"
+    assert config.loss.class_weights in ("median_frequency", "sqrt_median_frequency")
     assert config.data.scale_range == (0.5, 2.0)
     with torch.device("meta"):
         model = build_model(config.model.name, num_classes=11, **config.model.options)
     assert model.num_classes == 11
+
+
+def test_cpu_recipe_fits_its_budget() -> None:
+    """The CPU recipe promises <= 2 hours: the wall-clock stop must be inside that."""
+    config = load_config(REPO / "configs" / "camvid_cpu.yaml")
+    assert config.schedule.max_minutes is not None and config.schedule.max_minutes < 120
+    assert config.train.cpu_amp and config.train.amp == "bf16" and config.model.channels_last
 
 
 def test_ablations_differ_only_in_dilation() -> None:

@@ -101,3 +101,60 @@ def test_deferred_loss_reads_still_stop_on_nan(
     with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at epoch 1, iterations 0-1"):
         train(bad, tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_autocast_dtype_is_opt_in_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert trainer.autocast_dtype(cuda, "fp16") is torch.float16
+    assert trainer.autocast_dtype(cuda, "bf16") is torch.bfloat16
+    assert trainer.autocast_dtype(cuda, "none") is None
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert trainer.autocast_dtype(cpu, "bf16") is None  # CPU runs stay float32 by default
+    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True) is torch.bfloat16
+    assert trainer.autocast_dtype(cpu, "fp16", cpu_amp=True) is None
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True) is None  # emulated: slower
+
+
+@pytest.mark.skipif(not trainer.cpu_has_native_bf16(), reason="CPU without native bfloat16")
+def test_cpu_amp_trains_in_bfloat16(root: Path, tmp_path: Path) -> None:
+    """With train.cpu_amp the convolutions really run in bfloat16, and training works."""
+    seen: set[torch.dtype] = set()
+    original = torch.nn.Conv2d._conv_forward
+
+    def spy(self: torch.nn.Conv2d, x: torch.Tensor, weight: torch.Tensor, bias):  # type: ignore[no-untyped-def]
+        out = original(self, x, weight, bias)
+        if torch.is_grad_enabled():  # training steps, not the evaluation
+            seen.add(out.dtype)
+        return out
+
+    overrides = [f"data.root={root}", *TINY, "schedule.epochs=2"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.Conv2d, "_conv_forward", spy)
+        fp32 = train(load_config(None, overrides), tmp_path / "fp32", progress=False)
+        assert seen == {torch.float32}
+        seen.clear()
+        bf16 = train(load_config(None, [*overrides, "train.cpu_amp=true"]), tmp_path / "bf16",
+                     progress=False)  # fmt: skip
+        assert seen == {torch.bfloat16}
+    for result in (fp32, bf16):
+        assert all(math.isfinite(row["train_loss"]) for row in result.history)
+    # Same data and init: bfloat16 rounding changes the losses a little, not a lot.
+    first = fp32.history[0]["train_loss"], bf16.history[0]["train_loss"]
+    assert first[0] != first[1] and abs(first[0] - first[1]) < 0.05 * first[0]
+
+
+def test_sqrt_median_frequency_weights(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from atrous.data import build_dataset, check_dataset, median_frequency_weights
+
+    config = load_config(None, [f"data.root={root}", *TINY])
+    full = median_frequency_weights(check_dataset(build_dataset("folder", root, split="train")))
+    soft = load_config(
+        None, [f"data.root={root}", *TINY, "loss.class_weights=sqrt_median_frequency"]
+    )
+    got = trainer._class_weights(soft, len(full))
+    assert got == pytest.approx([math.sqrt(w) for w in full])
+    assert config.loss.class_weights is None and trainer._class_weights(config, len(full)) is None
+    bad = load_config(None, [f"data.root={root}", *TINY, "loss.class_weights=inverse"])
+    with pytest.raises(ValueError, match="sqrt_median_frequency"):
+        trainer._class_weights(bad, len(full))
