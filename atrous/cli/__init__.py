@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "data",
     "train",
     "eval",
+    "adjust-prior",
     "predict",
     "export",
     "bench",
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module_name = f"atrous.cli.{name}"
+        module_name = f"atrous.cli.{name.replace('-', '_')}"
         if importlib.util.find_spec(module_name) is None:
             continue
         importlib.import_module(module_name).register(subparsers)
