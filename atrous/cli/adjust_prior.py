@@ -60,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
 
     from atrous.cli.eval import _guess_format
     from atrous.data import DataError, build_dataset
-    from atrous.engine.prior import DEFAULT_ALPHAS, class_weights_from_data, fold_class_bias
-    from atrous.engine.prior import search_prior
+    from atrous.engine.prior import (
+        DEFAULT_ALPHAS,
+        class_weights_from_data,
+        fold_class_bias,
+        search_prior,
+    )
     from atrous.models import load_pretrained, save_pretrained
     from atrous.models.pretrained import _resolve, read_config
 
