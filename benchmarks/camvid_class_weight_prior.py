@@ -8,7 +8,13 @@ weights and ``alpha = 1`` approximates no weights. One forward pass over CamVid 
 every ``alpha`` scored from the same logits. Evidence for the CPU recipe's choice of
 ``loss.class_weights``; not a substitute for training with each weighting.
 
-    python benchmarks/camvid_class_weight_prior.py --root ../shared/datasets/camvid
+    python benchmarks/camvid_class_weight_prior.py --root ../shared/datasets/camvid \
+        --model <session-1 camvid model> --threads 1
+
+The recorded table (benchmarks/results/camvid.md) is of the session-1 shipped model
+(median-frequency weights; ``git worktree add /tmp/s1 254488a`` then ``--model
+/tmp/s1/atrous/models/weights/camvid``). ``atrous adjust-prior`` is the tool for users;
+it chooses alpha on the training split.
 """
 
 from __future__ import annotations

@@ -593,6 +593,15 @@ def _train(
                 break
     if writer is not None:
         writer.close()
+    if main and weights is not None and best_dir.exists():
+        logger.info(
+            "trained with class weights (%s): `atrous adjust-prior --model %s --data.root %s "
+            "--split %s --out <dir>` can undo over-prediction of rare classes",
+            config.loss.class_weights if isinstance(config.loss.class_weights, str) else "list",
+            best_dir,
+            d.root,
+            d.train_split,
+        )
     return TrainResult(
         status=status,
         history=history + ([partial_row] if partial_row is not None else []),
