@@ -21,20 +21,35 @@ from pathlib import Path
 
 import torch
 
+# Every setting spelled out relative to MinMax with the classifier quantised, so that a
+# change of quantize_int8's defaults cannot silently turn two rows into the same config
+# (it did once: after the defaults became percentile + fp32 classifier, "minmax" = {}
+# measured the new default).
+_BASE = {"method": "minmax", "keep_classifier_fp32": False}
 CONFIGS = {
     # name: quantize_int8 keyword arguments
-    "minmax": {},
-    "minmax-sym": {"activation_symmetric": True},
-    "minmax-tensor": {"per_channel": False},
-    "percentile": {"method": "percentile", "percentile": 99.999},
-    "percentile-9999": {"method": "percentile", "percentile": 99.99},
-    "entropy": {"method": "entropy"},
-    "minmax-cls": {"keep_classifier_fp32": True},
-    "percentile-cls": {"method": "percentile", "percentile": 99.999, "keep_classifier_fp32": True},
-    "minmax-ends": {"exclude_ends": True},
-    "conv-only": {"op_types": ["Conv"]},
-    "no-resize": {"exclude_resize": True},
-    "percentile-ends": {"method": "percentile", "percentile": 99.999, "exclude_ends": True},
+    "minmax": {**_BASE},
+    "minmax-sym": {**_BASE, "activation_symmetric": True},
+    "minmax-tensor": {**_BASE, "per_channel": False},
+    "percentile": {**_BASE, "method": "percentile", "percentile": 99.999},
+    "percentile-9999": {**_BASE, "method": "percentile", "percentile": 99.99},
+    "entropy": {**_BASE, "method": "entropy"},
+    "minmax-cls": {**_BASE, "keep_classifier_fp32": True},
+    "percentile-cls": {
+        **_BASE,
+        "method": "percentile",
+        "percentile": 99.999,
+        "keep_classifier_fp32": True,
+    },
+    "minmax-ends": {**_BASE, "exclude_ends": True},
+    "conv-only": {**_BASE, "op_types": ["Conv"]},
+    "no-resize": {**_BASE, "exclude_resize": True},
+    "percentile-ends": {
+        **_BASE,
+        "method": "percentile",
+        "percentile": 99.999,
+        "exclude_ends": True,
+    },
 }
 
 
