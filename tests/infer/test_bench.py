@@ -4,7 +4,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from atrous.infer.bench import Variant, count_flops, peak_rss_mb, peak_rss_reset, run_variants
+from atrous.infer.bench import (
+    Variant,
+    assign_flops,
+    count_flops,
+    peak_rss_mb,
+    peak_rss_reset,
+    run_variants,
+)
 
 
 def test_count_flops_matches_the_formula_for_a_dilated_conv() -> None:
@@ -41,3 +48,19 @@ def test_effective_flops_skip_padding_taps() -> None:
     wide = nn.Conv2d(4, 6, 3, padding=12, dilation=12).eval()
     assert count_effective_conv_flops(wide, x) == 2 * 4 * 6 * 10 * 10
     assert count_flops(wide, x) == 9 * count_effective_conv_flops(wide, x)
+
+
+def test_a_variant_with_its_own_model_is_credited_its_own_flops() -> None:
+    """Output stride 16 does fewer FLOPs than the OS8 reference; its GFLOP/s must use them."""
+    from atrous.models import build_model
+
+    x = torch.randn(1, 3, 64, 64)
+    os8 = build_model("deeplabv3", num_classes=3, backbone="resnet18", output_stride=8).eval()
+    os16 = build_model("deeplabv3", num_classes=3, backbone="resnet18", output_stride=16).eval()
+    reference = Variant("os8", os8)
+    own = Variant("os16", os16, flops_model=os16)
+    flops = count_flops(os8, x)
+    assign_flops([reference, own], x, flops=flops, effective=flops - 1)
+    assert reference.flops_per_image == flops and reference.effective_flops_per_image == flops - 1
+    assert own.flops_per_image == count_flops(os16, x) < flops
+    assert 0 < own.effective_flops_per_image <= own.flops_per_image
