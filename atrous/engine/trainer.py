@@ -33,12 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from atrous.data import build_dataset, check_dataset, median_frequency_weights, train_transforms
+from atrous.data import build_dataset, train_transforms
 from atrous.engine.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -50,6 +49,7 @@ from atrous.engine.distributed import DistInfo, any_true, barrier, cleanup, init
 from atrous.engine.evaluate import evaluate
 from atrous.engine.loader import build_train_loader
 from atrous.engine.losses import SegmentationLoss, poly_lr_factor
+from atrous.engine.prior import WEIGHTINGS, class_weights_from_data
 
 logger = logging.getLogger(__name__)
 
@@ -110,14 +110,10 @@ def _class_weights(config: Config, num_classes: int) -> list[float] | None:
     weights = config.loss.class_weights
     if weights is None:
         return None
-    if weights in ("median_frequency", "sqrt_median_frequency"):
-        plain = build_dataset(config.data.format, config.data.root, split=config.data.train_split)
-        report = check_dataset(plain)
-        if report.problems:
-            raise ValueError("cannot compute class weights:\n" + "\n".join(report.problems[:10]))
-        values = median_frequency_weights(report)
-        if weights == "sqrt_median_frequency":
-            values = np.sqrt(values)
+    if weights in WEIGHTINGS:
+        values = class_weights_from_data(
+            str(weights), config.data.format, config.data.root, config.data.train_split
+        )
         return [float(w) for w in values]
     if isinstance(weights, str):
         raise ValueError(
