@@ -2,6 +2,15 @@
 
 from atrous.ops.functional import dilated_conv, dilated_conv1d, dilated_conv2d, dilated_conv3d
 from atrous.ops.layers import AtrousConv2d, SeparableAtrousConv2d, make_activation, make_norm
+from atrous.ops.schedule import (
+    HDC_RATES,
+    MULTI_GRID,
+    ConvGeometry,
+    DilationSchedule,
+    StageLayout,
+    StagePlan,
+    check_output_stride,
+)
 from atrous.ops.sizes import (
     conv_output_size,
     effective_kernel_size,
@@ -9,8 +18,15 @@ from atrous.ops.sizes import (
 )
 
 __all__ = [
+    "HDC_RATES",
+    "MULTI_GRID",
     "AtrousConv2d",
+    "ConvGeometry",
+    "DilationSchedule",
     "SeparableAtrousConv2d",
+    "StageLayout",
+    "StagePlan",
+    "check_output_stride",
     "conv_output_size",
     "dilated_conv",
     "dilated_conv1d",
