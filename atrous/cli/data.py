@@ -1,4 +1,9 @@
-"""``atrous data check ROOT --format camvid``: scan a dataset, report every problem."""
+"""``atrous data check ROOT --format camvid``: scan a dataset, report every problem.
+
+``--split`` takes CamVid's split expressions too (``--split drive:0006R0``); for CamVid
+the drives table (frames per drive and split) is printed first, since it is what a
+held-out-drive split is written from.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +26,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", default="folder", choices=("folder", "camvid", "voc", "cityscapes")
     )
     check.add_argument(
-        "--split", action="append", help="split(s) to scan (default: train and val that exist)"
+        "--split",
+        action="append",
+        help="split(s) to scan (default: train and val that exist); CamVid also takes "
+        "expressions such as drive:0006R0 or train+val-drive:0006R0",
     )
     check.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from atrous.data import DataError, build_dataset, check_dataset
+    from atrous.data import DataError, build_dataset, camvid_drives, check_dataset, drives_table
 
     splits = args.split or ["train", "val"]
     problems = 0
     scanned = 0
+    if args.format == "camvid":
+        try:
+            print(drives_table(camvid_drives(args.root)))
+        except DataError as exc:  # names not DRIVE_FRAME, or no folder: the scan says more
+            print(f"(no drives table: {exc})")
     for split in splits:
         try:
             dataset = build_dataset(args.format, args.root, split=split)

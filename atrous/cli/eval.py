@@ -1,4 +1,11 @@
-"""``atrous eval --model NAME|DIR --data.root ROOT --data.format camvid --split val``."""
+"""``atrous eval --model NAME|DIR --data.root ROOT --data.format camvid --split val``.
+
+On CamVid, ``--split`` also takes split expressions over the frame names
+(:mod:`atrous.data.splits`): ``--split drive:0006R0`` scores drive 0006R0, pooled from
+every split on disk, a street that a model trained on ``train+val-drive:0006R0`` never
+saw. When the model's saved config names its training split, frames it trained on are
+counted and reported, so a training score is never mistaken for a validation score.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from atrous.data import SegmentationDataset
 
 NAME = "eval"
 
@@ -27,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("folder", "camvid", "voc", "cityscapes"),
         help="dataset layout (default: from --config, else guessed from the folder)",
     )
-    p.add_argument("--split", default=None, help="split to evaluate (default: val)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split to evaluate (default: val). CamVid also takes expressions by drive "
+        "and time: drive:0006R0 (a held-out drive, from train+val), frames:0016E5:7000.. "
+        "(frames 7000 on), train+val-drive:0006R0; an unknown name lists those that exist",
+    )
     p.add_argument("--mode", choices=("whole", "slide", "ms_flip"), help="inference mode")
     p.add_argument("--window", type=int, help="sliding-window size (mode slide)")
     p.add_argument("--scales", type=float, nargs="+", help="scales (mode ms_flip)")
@@ -49,6 +66,32 @@ def _guess_format(root: Path) -> str:
     return "folder"
 
 
+def _frames_trained_on(
+    model: object, data_format: str, root: str, dataset: SegmentationDataset
+) -> tuple[int, str] | None:
+    """How many of the dataset's frames the model's recorded training split holds.
+
+    Read from the training config the trainer stores in the model's metadata; frames are
+    matched by file name (unique in CamVid), so a copy of the data elsewhere still
+    matches. ``None`` when nothing is recorded or it does not resolve on this folder.
+    """
+    from atrous.data import DataError, camvid_pool, resolve_split, shared_frames
+
+    recorded = (getattr(model, "metadata", None) or {}).get("config") or {}
+    data = recorded.get("data") or {}
+    if data_format != "camvid" or data.get("format") != "camvid":
+        return None
+    train_split = data.get("train_split")
+    if not isinstance(train_split, str):
+        return None
+    try:
+        trained = resolve_split(train_split, camvid_pool(root))
+    except DataError:
+        return None
+    shared = shared_frames(trained, dataset.samples)
+    return (len(shared), train_split) if shared else None
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -58,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config, [])
-    except ConfigError as exc:
+    except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     root = args.data_root or config.data.root
@@ -82,6 +125,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    seen = _frames_trained_on(model, data_format, root, dataset)
+    if seen:
+        print(
+            f"note: {seen[0]} of the {len(dataset)} frames of {split!r} are in the model's "
+            f"training split {seen[1]!r}: on those this is a training score, not a new street"
+        )
     mode = args.mode or config.eval.mode
     try:
         result = evaluate(

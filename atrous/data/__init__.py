@@ -2,6 +2,8 @@
 
 - :mod:`atrous.data.datasets`: :class:`FolderDataset`, :class:`CamVidDataset`,
   :class:`VOCSegmentation`, :class:`Cityscapes`, :func:`build_dataset`.
+- :mod:`atrous.data.splits`: split expressions by drive and by time (``drive:0006R0``,
+  ``train+val-drive:0006R0``); :func:`camvid_drives`, :func:`camvid_drive_folds`.
 - :mod:`atrous.data.transforms`: seeded joint transforms (scale, crop, flip, jitter).
 - :mod:`atrous.data.validate`: :func:`check_dataset` and median frequency weights.
 - :mod:`atrous.data.io`: reading files with errors naming file, value and expectation.
@@ -15,8 +17,23 @@ from atrous.data.datasets import (
     SegmentationDataset,
     VOCSegmentation,
     build_dataset,
+    camvid_drive_folds,
+    camvid_drives,
+    camvid_pool,
+    camvid_split_names,
+    check_split_pair,
 )
 from atrous.data.io import DataError, read_image, read_raw_mask
+from atrous.data.splits import (
+    DriveFold,
+    DriveSummary,
+    SplitError,
+    SplitOverlapError,
+    drives_table,
+    parse_split,
+    resolve_split,
+    shared_frames,
+)
 from atrous.data.transforms import eval_transforms, train_transforms
 from atrous.data.validate import DatasetReport, check_dataset, median_frequency_weights
 
@@ -26,14 +43,27 @@ __all__ = [
     "Cityscapes",
     "DataError",
     "DatasetReport",
+    "DriveFold",
+    "DriveSummary",
     "FolderDataset",
     "SegmentationDataset",
+    "SplitError",
+    "SplitOverlapError",
     "VOCSegmentation",
     "build_dataset",
+    "camvid_drive_folds",
+    "camvid_drives",
+    "camvid_pool",
+    "camvid_split_names",
     "check_dataset",
+    "check_split_pair",
+    "drives_table",
     "eval_transforms",
     "median_frequency_weights",
+    "parse_split",
     "read_image",
     "read_raw_mask",
+    "resolve_split",
+    "shared_frames",
     "train_transforms",
 ]

@@ -39,6 +39,18 @@ from atrous.data.io import (
     read_image,
     read_raw_mask,
 )
+from atrous.data.splits import (
+    DriveFold,
+    DriveSummary,
+    SplitError,
+    SplitOverlapError,
+    describe_pool,
+    drive_folds,
+    parse_split,
+    resolve_split,
+    shared_frames,
+    summarize_drives,
+)
 from atrous.data.transforms import eval_transforms
 
 Transform = Callable[
@@ -221,6 +233,11 @@ class CamVidDataset(SegmentationDataset):
 
     List files carry absolute ``/SegNet/CamVid/train/x.png`` paths; they are resolved by
     their last two parts relative to ``root``. Label 11 (void) becomes the ignore index.
+
+    ``split`` is a split name (``train``, ``val``) or a split expression over the frame
+    names (``drive:0006R0``, ``train+val-drive:0006R0``, ``frames:0016E5:7000..``; see
+    :mod:`atrous.data.splits`): SegNet's val shares a drive with train, so it cannot
+    tell how a model does on a street it has never seen, and a held-out drive can.
     """
 
     def __init__(
@@ -232,11 +249,12 @@ class CamVidDataset(SegmentationDataset):
         seed: int = 0,
     ) -> None:
         root = Path(root)
-        list_file = root / f"{split}.txt"
-        if list_file.exists():
-            samples = _read_list_file(list_file, lambda p: root.joinpath(*Path(p).parts[-2:]))
+        spec = parse_split(split)
+        if spec.is_plain and (split in camvid_split_names(root) or (root / split).is_dir()):
+            samples = _camvid_split_samples(root, split)
         else:
-            samples = _pairs_by_stem(root / split, root / f"{split}annot")
+            samples = resolve_split(spec, camvid_pool(root))
+        self.split = split
         label_map = identity_label_map(len(CAMVID_CLASSES), IGNORE_INDEX)
         label_map[11] = IGNORE_INDEX
         super().__init__(
@@ -247,6 +265,97 @@ class CamVidDataset(SegmentationDataset):
             label_map=label_map,
             seed=seed,
         )
+
+
+def _is_list_file(path: Path) -> bool:
+    """A ``NAME.txt`` with ``IMAGE MASK`` lines is a split list; a README.txt is not."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.strip():
+            return len(line.split()) == 2
+    return False
+
+
+def camvid_split_names(root: str | Path) -> list[str]:
+    """The splits a CamVid folder holds: ``NAME.txt`` lists and ``NAME/`` + ``NAMEannot/``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: CamVid folder does not exist")
+    names = {p.stem for p in root.glob("*.txt") if _is_list_file(p)}
+    names |= {p.name for p in root.iterdir() if p.is_dir() and (root / f"{p.name}annot").is_dir()}
+    return sorted(names)
+
+
+def _camvid_split_samples(root: Path, name: str) -> list[tuple[Path, Path]]:
+    list_file = root / f"{name}.txt"
+    if list_file.exists():
+        return _read_list_file(list_file, lambda p: root.joinpath(*Path(p).parts[-2:]))
+    return _pairs_by_stem(root / name, root / f"{name}annot")
+
+
+def camvid_pool(root: str | Path) -> dict[str, list[tuple[Path, Path]]]:
+    """Every split on disk with its ``(image, mask)`` pairs: what drive splits select from."""
+    root = Path(root)
+    return {name: _camvid_split_samples(root, name) for name in camvid_split_names(root)}
+
+
+def camvid_drives(root: str | Path) -> list[DriveSummary]:
+    """The drives of a CamVid folder: frame count, count per split, first and last frame.
+
+    On the SegNet split: 0001TP 62 (train), 0006R0 101 (train), 0016E5 305 (204 train,
+    101 val). ``print(drives_table(camvid_drives(root)))`` shows them as a table.
+    """
+    return summarize_drives(camvid_pool(root))
+
+
+def camvid_drive_folds(root: str | Path, pool: Sequence[str] = ("train", "val")) -> list[DriveFold]:
+    """Leave-one-drive-out folds over ``pool``'s drives, as split specs for a config."""
+    on_disk = camvid_pool(root)
+    missing = [name for name in pool if name not in on_disk]
+    if missing:
+        raise SplitError(f"{root}: no split {missing}; {describe_pool(on_disk)}")
+    drives = [s.drive for s in summarize_drives({name: on_disk[name] for name in pool})]
+    return drive_folds(drives, pool, splits_on_disk=list(on_disk))
+
+
+def check_split_pair(
+    format: str,
+    root: str | Path,
+    train_split: str,
+    val_split: str,
+    *,
+    allow_overlap: bool = False,
+) -> tuple[int, int]:
+    """Resolve a training and a validation split and check that they share no frame.
+
+    A validation frame the model trained on measures memory, not a new street. Only
+    CamVid splits are resolved here (its list files are cheap to read); other formats
+    take plain split names, checked when they are read. Returns the two frame counts
+    (``(0, 0)`` for other formats).
+
+    Raises:
+        SplitError: bad syntax, an unknown split or drive, or an empty split.
+        SplitOverlapError: frames in both splits while ``allow_overlap`` is false.
+    """
+    if format != "camvid":
+        return 0, 0
+    pool = camvid_pool(root)
+    train = resolve_split(train_split, pool)
+    val = resolve_split(val_split, pool)
+    shared = shared_frames(train, val)
+    if shared and not allow_overlap:
+        val_terms = parse_split(val_split).terms
+        hint = ""
+        if all(sign == "+" for sign, _ in val_terms):
+            hint = f" (e.g. train split {train_split + ''.join(f'-{t}' for _, t in val_terms)!r})"
+        shown = ", ".join(shared[:3]) + (", ..." if len(shared) > 3 else "")
+        raise SplitOverlapError(
+            f"train split {train_split!r} ({len(train)} frames) and val split {val_split!r} "
+            f"({len(val)} frames) share {len(shared)} frames ({shown}): a score on frames "
+            f"the model trained on measures memory, not new streets. Remove them from the "
+            f"train split{hint}, or allow the overlap on purpose (a final model trained "
+            f"on every frame)"
+        )
+    return len(train), len(val)
 
 
 VOC_CLASSES = (

@@ -48,12 +48,21 @@ class DataConfig:
     epoch; the data stay a pure function of ``(seed, epoch, index)`` either way.
     ``prefetch_factor`` is batches loaded ahead per worker (PyTorch's default, 2, when
     ``None``; ignored without workers). Batches are pinned on CUDA.
+
+    ``train_split`` / ``val_split`` name a split (``train``) or, for CamVid, a split
+    expression by drive or time (see :mod:`atrous.data.splits`): ``train+val-drive:0006R0``
+    with ``drive:0006R0`` validates on a street the model never saw. They are checked
+    when the config is loaded (syntax always; drives, emptiness and train/val overlap
+    when ``root`` exists). ``allow_split_overlap`` permits frames in both, on purpose:
+    a final model trained on every frame (``train+val``), whose val score is then a
+    training score.
     """
 
     format: Literal["folder", "camvid", "voc", "cityscapes"] = "folder"
     root: str = "data/synthetic"
     train_split: str = "train"
     val_split: str = "val"
+    allow_split_overlap: bool = False
     crop_size: tuple[int, int] = (64, 64)
     scale_range: tuple[float, float] = (0.5, 2.0)
     hflip: bool = True
@@ -284,7 +293,39 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
             node[key] = dict(child) if isinstance(child, dict) else {}
             node = node[key]
         node[keys[-1]] = value
-    return _build(Config, merged, "")
+    config = _build(Config, merged, "")
+    _check_splits(config.data)
+    return config
+
+
+def _check_splits(data: DataConfig) -> None:
+    """Validate CamVid split expressions at the door, not an hour later in the trainer."""
+    if data.format != "camvid":
+        return
+    from atrous.data.splits import SplitError, SplitOverlapError, parse_split
+
+    for key in ("train_split", "val_split"):
+        try:
+            parse_split(getattr(data, key))
+        except SplitError as exc:
+            raise ConfigError(f"data.{key}: {exc}") from None
+    if not Path(data.root).is_dir():
+        return  # checked again when the datasets are built, with the file named
+    from atrous.data import check_split_pair
+
+    try:
+        check_split_pair(
+            data.format,
+            data.root,
+            data.train_split,
+            data.val_split,
+            allow_overlap=data.allow_split_overlap,
+        )
+    except SplitError as exc:
+        how = ": data.allow_split_overlap=true" if isinstance(exc, SplitOverlapError) else ""
+        raise ConfigError(
+            f"data.train_split={data.train_split!r}, data.val_split={data.val_split!r}: {exc}{how}"
+        ) from None
 
 
 def load_config(
