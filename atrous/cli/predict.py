@@ -25,9 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         NAME,
         help="segment image files, folders or globs",
         description="Predict a label mask for every input image and write it as a palette "
-        "PNG (labels as pixel values, the model's colours as palette). Files that cannot be "
-        "read are reported by name and reason; the others are still predicted and the exit "
-        "status is 1.",
+        "PNG (labels as pixel values, the model's colours as palette). A folder contributes "
+        "its files in every raster format Pillow reads (PNG, JPEG, TIFF, WebP, BMP, GIF, "
+        "TGA, PSD, DDS, JPEG 2000, ...); its other files are named in a warning. Files that "
+        "cannot be read are reported by name and reason; the others are still predicted and "
+        "the exit status is 1. Inputs that share a name (a.png, a.jpg) get distinct output "
+        "names (a_png.png, a_jpg.png).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
     p.add_argument("--model", help="saved model folder or shipped name (class names, palette)")
@@ -52,10 +55,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images")
+    ray = p.add_argument_group("on a Ray cluster (needs the ray extra)")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="predict in Ray Data actors; ADDRESS of a running cluster (default: "
+        "RAY_ADDRESS, else a local instance); a rerun skips masks already written",
+    )
+    ray.add_argument("--ray-actors", type=int, default=None, help="actors (default: CPUs)")
+    ray.add_argument("--ray-cpus-per-actor", type=float, default=1.0, help="CPUs per actor")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from atrous.scale.ray_predict import predict_cli
+
+        return predict_cli(args)
     import csv
     import logging
     from pathlib import Path
@@ -71,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         colorize,
         expand_inputs,
         load_image,
+        output_stems,
         overlay,
     )
 
@@ -130,11 +150,12 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files, companions=("_overlay",))))
     failures: list[ImageError] = []
     area_rows: list[dict] = []
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     step = args.batch_size if args.mode == "whole" else 1
-    done = 0
+    written: set[Path] = set()
     with tqdm(total=len(files), unit="img", disable=None) as bar:
         for start in range(0, len(files), step):
             loaded: list[tuple[Path, object]] = []
@@ -155,13 +176,14 @@ def run(args: argparse.Namespace) -> int:
                     names = [f"class_{i}" for i in range(max(known, num_classes))]
                 if palette is None:
                     palette = voc_palette(256)
-                colorize(mask, palette).save(out / f"{path.stem}.png")
+                stem = stems[path]
+                colorize(mask, palette).save(out / f"{stem}.png")
                 if args.overlay:
-                    overlay(image, mask, palette, args.alpha).save(out / f"{path.stem}_overlay.png")
+                    overlay(image, mask, palette, args.alpha).save(out / f"{stem}_overlay.png")
                 if args.csv:
                     for row in class_areas(mask, names):
                         area_rows.append({"file": str(path), **row})
-                done += 1
+                written.add(path)
                 bar.update(1)
     if args.csv:
         with open(args.csv, "w", newline="", encoding="utf-8") as handle:
@@ -171,7 +193,14 @@ def run(args: argparse.Namespace) -> int:
             writer.writeheader()
             for row in area_rows:
                 writer.writerow({**row, "fraction": f"{row['fraction']:.6f}"})
-    print(f"predicted {done} of {len(files)} files into {out}")
+    print(f"predicted {len(written)} of {len(files)} files into {out}")
+    renamed = [
+        (path, stems[path]) for path in files if path in written and stems[path] != path.stem
+    ]
+    if renamed:
+        print(f"{len(renamed)} of them share a name with another input; their masks are:")
+        for path, stem in renamed:
+            print(f"  {path} -> {stem}.png")
     if failures:
         print(f"{len(failures)} file(s) could not be read:", file=sys.stderr)
         for error in failures:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atrous.infer.predictor import model_logits
+from atrous.infer.logits import model_logits
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from atrous.infer.predictor import model_logits
+from atrous.infer.logits import LogitsOnly, model_logits
 
 LOGGER = logging.getLogger(__name__)
 
@@ -34,18 +34,6 @@ DEFAULT_TOLERANCE = 1e-4
 
 class ExportMismatchError(RuntimeError):
     """The exported model's output differs from PyTorch's by more than the tolerance."""
-
-
-class LogitsOnly(nn.Module):
-    """Wraps a model so that ``forward`` returns the logits tensor only (exporters and
-    tracers need a plain tensor, torchvision models return ``{"out": ...}``)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return model_logits(self.model(x))
 
 
 def _example(example: torch.Tensor | None, size: Sequence[int] = (1, 3, 256, 320)) -> torch.Tensor:

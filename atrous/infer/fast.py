@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from atrous.infer.predictor import model_logits
+from atrous.infer.logits import LogitsOnly, model_logits
 
 LOGGER = logging.getLogger(__name__)
 
@@ -194,8 +194,6 @@ def prepare_for_cpu(
     if channels_last:
         sample = sample.contiguous(memory_format=torch.channels_last)
     if backend == "jit":
-        from atrous.infer.export import LogitsOnly
-
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
             traced = torch.jit.trace(LogitsOnly(prepared).eval(), sample, check_trace=False)

@@ -1,116 +1,47 @@
-"""Reading input images safely and expanding the inputs a user names into files.
+"""Expanding the inputs a user names into image files, and naming the files written for them.
 
 Prediction runs over folders of files that come from anywhere: some are truncated, some
-are not images, some are decompression bombs (a few kB of PNG that expand into billions
-of pixels). Each failure becomes an :class:`ImageError` that names the file and the
-reason, so the caller can report it and go on with the other files.
+are not images, some are decompression bombs. Reading is :func:`atrous.data.io.read_image`
+(re-exported here as :func:`load_image`), the package's one image reader; each failure
+is an :class:`ImageError` that names the file and the reason, so the caller can report
+it and go on with the other files.
 """
 
 from __future__ import annotations
 
 import glob
-import io
-import warnings
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from atrous.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image
 
-# 64 megapixels: four times a 4096x4096 photo, far above anything the models need, far
-# below what would exhaust memory once decoded to float (64e6 * 3 * 4 bytes = 768 MB).
-DEFAULT_MAX_PIXELS = 64_000_000
+LOGGER = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".gif")
+# The name prediction and the web service have always called the reader.
+load_image = read_image
 
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "ImageError",
+    "expand_inputs",
+    "load_image",
+    "output_stems",
+]
 
-class ImageError(ValueError):
-    """An input that cannot be used as an image; the message names the file and reason.
-
-    Attributes:
-        path: the file (or the name given to in-memory data).
-        reason: what was wrong, in words.
-        kind: ``"missing"``, ``"not_an_image"``, ``"too_many_pixels"`` or ``"corrupt"``,
-            for callers that map failures to their own codes (the web service's 4xx).
-    """
-
-    def __init__(self, path: str | Path, reason: str, *, kind: str = "corrupt") -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-        self.kind = kind
-
-
-def load_image(
-    source: str | Path | bytes,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    name: str | None = None,
-) -> np.ndarray:
-    """Read an image file (or encoded bytes, e.g. an upload) as an ``HxWx3`` uint8 RGB array.
-
-    The pixel count is checked from the header *before* decoding, so a decompression bomb
-    costs nothing. EXIF orientation is applied so that masks line up with the image as
-    viewers show it.
-
-    Args:
-        source: a path, or the encoded image itself as bytes (decoded in memory).
-        max_pixels: refuse images with more pixels than this.
-        name: what error messages call ``source`` (default: the path, or ``<bytes>``).
-
-    Raises:
-        ImageError: missing file, not an image, truncated/corrupt data, or more than
-            ``max_pixels`` pixels (see :attr:`ImageError.kind`).
-    """
-    if isinstance(source, bytes):
-        label: str | Path = name or "<bytes>"
-        opened: Path | io.BytesIO = io.BytesIO(source)
-    else:
-        label = name or Path(source)
-        opened = Path(source)
-        if not opened.is_file():
-            raise ImageError(label, "no such file", kind="missing")
-    try:
-        with warnings.catch_warnings():
-            # PIL only warns between its limit and twice it; make every bomb an error.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(opened) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        label,
-                        f"too many pixels ({width}x{height} = {width * height:,} > "
-                        f"max_pixels={max_pixels:,}); refusing to decode a possible "
-                        "decompression bomb",
-                        kind="too_many_pixels",
-                    )
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = image.convert("RGB")
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(
-            label,
-            f"too many pixels (over max_pixels={max_pixels:,}; decompression bomb guard: {error})",
-            kind="too_many_pixels",
-        ) from error
-    except UnidentifiedImageError as error:
-        raise ImageError(
-            label, "not an image (format not recognised)", kind="not_an_image"
-        ) from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(label, f"truncated or corrupt image data ({error})") from error
-    return np.asarray(rgb, dtype=np.uint8).copy()
+_SHOWN = 10  # file names quoted in one log line
 
 
 def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Turn files, folders and glob patterns into a sorted, de-duplicated list of files.
 
-    A folder contributes the files directly inside it whose suffix looks like an image
-    (non-image files with image suffixes are still returned, and fail later with a
-    reason). A named file is always returned, whatever its suffix, so that the user hears
-    why it could not be read instead of it being skipped silently.
+    A folder contributes the files directly inside it whose suffix is one of
+    :data:`IMAGE_SUFFIXES` (every raster format Pillow decodes); the other files of the
+    folder are counted and named in one warning, never skipped without a word. A file
+    with an image suffix that is not such an image is still returned, and fails later
+    with a reason. A named file or a glob match is always returned, whatever its suffix,
+    so that the user hears why it could not be read.
 
     Raises:
         FileNotFoundError: an input that is neither a file, a folder nor a matching glob.
@@ -120,9 +51,23 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         text = str(item)
         path = Path(text)
         if path.is_dir():
+            skipped: list[str] = []
             for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if not child.is_file():
+                    continue
+                if child.suffix.lower() in IMAGE_SUFFIXES:
                     found[child] = None
+                else:
+                    skipped.append(child.name)
+            if skipped:
+                shown = ", ".join(skipped[:_SHOWN]) + (" ..." if len(skipped) > _SHOWN else "")
+                LOGGER.warning(
+                    "%s: skipped %d file(s) whose suffix is not an image format Pillow "
+                    "reads: %s (name a file to have it tried anyway)",
+                    path,
+                    len(skipped),
+                    shown,
+                )
         elif path.is_file():
             found[path] = None
         elif glob.has_magic(text):
@@ -135,3 +80,35 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"input {text!r} is not a file, a folder or a glob")
     return list(found)
+
+
+def output_stems(paths: Sequence[Path], *, companions: Sequence[str] = ("_overlay",)) -> list[str]:
+    """One output stem per input, no two of whose files can overwrite each other.
+
+    Outputs are written flat into one folder as ``<stem>.png`` (and ``<stem><companion>.png``
+    for each companion, e.g. the overlay), so ``gray.png`` and ``gray.jpg``, or ``a/x.png``
+    and ``b/x.png``, would write one mask over the other. An input keeps its own stem when
+    that is free; inputs sharing a stem get their suffix appended (``gray_png``,
+    ``gray_jpg``), and a number if that is still taken. Names are compared ignoring case,
+    as on the file systems of macOS and Windows.
+
+    Returns:
+        The stems, in the order of ``paths``.
+    """
+    suffixes = ("", *companions)
+    counts: dict[str, int] = {}
+    for path in paths:
+        counts[path.stem.lower()] = counts.get(path.stem.lower(), 0) + 1
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        base = path.stem
+        if counts[base.lower()] > 1 and path.suffix:
+            base = f"{base}_{path.suffix[1:]}"
+        stem, number = base, 1
+        while any(f"{stem}{extra}".lower() in taken for extra in suffixes):
+            number += 1
+            stem = f"{base}_{number}"
+        taken.update(f"{stem}{extra}".lower() for extra in suffixes)
+        stems.append(stem)
+    return stems

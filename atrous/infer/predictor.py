@@ -19,20 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrous.constants import IMAGENET_MEAN, IMAGENET_STD
+from atrous.infer.fast import prepare_for_cpu
+from atrous.infer.logits import model_logits
 
 Mode = Literal["whole", "slide"]
 
-
-def model_logits(output: object) -> torch.Tensor:
-    """The logits tensor of a model's output: a tensor, torchvision's ``{"out": ...}`` dict,
-    or the first element of a tuple/list (auxiliary outputs are ignored at inference)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict) and "out" in output:
-        return output["out"]
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+__all__ = ["Mode", "Predictor", "model_logits", "normalize", "window_starts"]
 
 
 def normalize(image: np.ndarray) -> torch.Tensor:
@@ -107,8 +99,6 @@ class Predictor:
             if fast:
                 if self.device.type != "cpu":
                     raise ValueError("fast=True prepares the model for the CPU; use device='cpu'")
-                from atrous.infer.fast import prepare_for_cpu
-
                 model = prepare_for_cpu(model)
         elif fast:
             raise ValueError("fast=True needs an nn.Module")

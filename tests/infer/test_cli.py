@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +55,9 @@ def test_predict_folder_with_corrupt_files(
     )  # fmt: skip
     assert status == 1
     error = capsys.readouterr().err
-    assert "broken.jpg: truncated" in error and "notes.png: not an image" in error
-    assert "bomb.png: too many pixels" in error
+    assert "broken.jpg: cannot read image: truncated" in error
+    assert "notes.png: cannot read image: not an image" in error
+    assert "bomb.png: cannot read image: too many pixels" in error
     # The readable files were predicted, with the model's labels and palette.
     model = load_pretrained(saved_model)
     for name in ("a", "b", "c"):
@@ -105,3 +108,74 @@ def test_export_then_predict_with_onnxruntime(
     image = np.asarray(Image.open(image_folder / "a.png").convert("RGB"))
     expected = Predictor(load_pretrained(saved_model)).predict(image)
     assert (mask == expected).mean() > 0.999
+
+
+def test_inputs_with_one_stem_get_distinct_masks(
+    saved_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    images = {}
+    for name in ("gray.png", "gray.bmp", "x.png", "x_overlay.png"):
+        images[name] = rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)
+        Image.fromarray(images[name]).save(folder / name)
+    out = tmp_path / "out"
+    status = main(["predict", str(folder), "--model", str(saved_model), "--out", str(out),
+                   "--overlay"])  # fmt: skip
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert f"predicted 4 of 4 files into {out}" in printed
+    assert f"{folder / 'gray.png'} -> gray_png.png" in printed
+    assert f"{folder / 'gray.bmp'} -> gray_bmp.png" in printed
+    assert f"{folder / 'x_overlay.png'} -> x_overlay_2.png" in printed
+    predictor = Predictor(load_pretrained(saved_model))
+    written = {"gray.png": "gray_png", "gray.bmp": "gray_bmp", "x.png": "x",
+               "x_overlay.png": "x_overlay_2"}  # fmt: skip
+    for name, stem in written.items():
+        mask = np.asarray(Image.open(out / f"{stem}.png"))
+        np.testing.assert_array_equal(mask, predictor.predict(images[name]))
+        assert (out / f"{stem}_overlay.png").is_file()
+    assert len(list(out.iterdir())) == 8  # four masks and four overlays, none overwritten
+
+
+def test_sixteen_bit_png_is_predicted_as_its_8_bit_reading(
+    saved_model: Path, tmp_path: Path
+) -> None:
+    # 16-bit greyscale used to become flat white (every pixel one class) with exit 0.
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 65536, (36, 44), dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    eight = np.rint(values / 257.0).astype(np.uint8)
+    Image.fromarray(eight).save(tmp_path / "shallow.png")
+    out = tmp_path / "out"
+    status = main(["predict", str(tmp_path / "deep.png"), str(tmp_path / "shallow.png"),
+                   "--model", str(saved_model), "--out", str(out), "--overlay"])  # fmt: skip
+    assert status == 0
+    deep = np.asarray(Image.open(out / "deep.png"))
+    np.testing.assert_array_equal(deep, np.asarray(Image.open(out / "shallow.png")))
+    # The overlay blends the image as read: the same as the 8-bit one, and not flat.
+    overlay = np.asarray(Image.open(out / "deep_overlay.png").convert("RGB"))
+    np.testing.assert_array_equal(
+        overlay, np.asarray(Image.open(out / "shallow_overlay.png").convert("RGB"))
+    )
+    assert overlay.std() > 20
+
+
+def test_pillow_warnings_are_logged_not_printed(
+    saved_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.data.test_io import CORRUPT_EXIF
+
+    path = tmp_path / "odd.jpg"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path, exif=CORRUPT_EXIF)
+    with warnings.catch_warnings(record=True) as escaped, caplog.at_level(logging.WARNING):
+        warnings.simplefilter("always")
+        status = main(["predict", str(path), "--model", str(saved_model),
+                       "--out", str(tmp_path / "o")])  # fmt: skip
+    assert status == 0
+    assert [str(w.message) for w in escaped if w.category is UserWarning] == []
+    assert any(
+        r.name == "atrous.data.io" and str(path) in r.getMessage() and "EXIF" in r.getMessage()
+        for r in caplog.records
+    )

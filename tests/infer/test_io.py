@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from atrous.infer import ImageError, expand_inputs, load_image
+from atrous.infer import ImageError, expand_inputs, load_image, output_stems
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -87,3 +88,33 @@ def test_expand_inputs(tmp_path: Path) -> None:
     assert expand_inputs([tmp_path / "skip.txt", tmp_path / "skip.txt"]) == [tmp_path / "skip.txt"]
     with pytest.raises(FileNotFoundError, match="nothing"):
         expand_inputs([tmp_path / "nothing"])
+
+
+def test_folder_names_the_files_it_skips(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Formats beyond the usual few are taken (TGA, PSD, DDS, JPEG 2000 ... everything
+    # Pillow decodes); the rest of the folder is counted and named, not dropped silently.
+    for name in ("a.png", "b.TGA", "c.psd", "d.dds", "e.jp2", "f.avif", "notes.txt", "x.pdf"):
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="atrous.infer.io"):
+        found = expand_inputs([tmp_path])
+    assert [p.name for p in found] == ["a.png", "b.TGA", "c.psd", "d.dds", "e.jp2", "f.avif"]
+    (record,) = caplog.records
+    assert f"{tmp_path}: skipped 2 file(s)" in record.getMessage()
+    assert "notes.txt, x.pdf" in record.getMessage()
+
+
+def test_output_stems_never_collide() -> None:
+    paths = [Path(p) for p in ("gray.png", "gray.jpg", "a/x.png", "b/x.png", "Y.png", "y.bmp")]
+    assert output_stems(paths) == ["gray_png", "gray_jpg", "x_png", "x_png_2", "Y_png", "y_bmp"]
+    # A stem that collides with another input's overlay file is moved aside too.
+    assert output_stems([Path("x.png"), Path("x_overlay.png")]) == ["x", "x_overlay_2"]
+    assert output_stems([Path("x.png"), Path("x_overlay.png")], companions=()) == [
+        "x",
+        "x_overlay",
+    ]
+    # Unique names are kept as they are.
+    assert output_stems([Path("a.png"), Path("b.jpg")]) == ["a", "b"]
+    many = [Path(f"d{i % 7}/img.{s}") for i, s in enumerate(["png", "jpg", "PNG"] * 20)]
+    stems = output_stems(many)
+    written = [f"{s}{extra}".lower() for s in stems for extra in ("", "_overlay")]
+    assert len(written) == len(set(written))
