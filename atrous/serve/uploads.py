@@ -7,9 +7,11 @@ applied); this module maps its failures to HTTP status codes and messages.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from atrous.infer.io import ImageError, load_image
 
@@ -41,6 +43,40 @@ _CODES = {
 }
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the image's header, without decoding pixels; ``None`` if
+    no Pillow format recognises the data.
+
+    ``PIL.Image.open`` refuses images above its own decompression-bomb limit before
+    saying how large they are; the format plugins it dispatches to read only the header,
+    so calling them directly gives the size for a message and for the cost estimate.
+    """
+    Image.init()
+    prefix = data[:16]
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        if accept is not None and not accept(prefix):
+            continue
+        try:
+            with factory(io.BytesIO(data)) as image:
+                width, height = image.size
+        except Exception:  # Pillow's plugins raise many types: try the next one
+            continue
+        if width > 0 and height > 0:
+            return int(width), int(height)
+    return None
+
+
+def too_many_pixels(width: int, height: int, max_pixels: int) -> UploadError:
+    """The 413 for an image over the pixel limit, in the client's terms."""
+    return UploadError(
+        413,
+        "too_many_pixels",
+        f"the image is {width}x{height} = {width * height:,} pixels; this server's limit "
+        f"is {max_pixels:,} pixels, resize it first",
+    )
+
+
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Decode an uploaded image into an ``HxWx3`` uint8 RGB array.
 
@@ -50,6 +86,9 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """
     if not data:
         raise UploadError(400, "empty_body", "the upload is empty; send an image file")
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise too_many_pixels(*size, max_pixels)
     try:
         return load_image(data, max_pixels=max_pixels, name="upload")
     except ImageError as error:
@@ -57,7 +96,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
             message = "the upload is not an image in a format Pillow can read"
         elif error.kind == "too_many_pixels":
             message = (
-                f"{error.reason}; this server's limit is {max_pixels:,} pixels, resize it first"
+                f"the image has too many pixels; this server's limit is {max_pixels:,} "
+                "pixels, resize it first"
             )
         else:
             message = f"the image data is {error.reason}"

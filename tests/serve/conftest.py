@@ -21,6 +21,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from atrous.serve import ServeConfig, create_app  # noqa: E402
 
+# The loopback name the service answers to (its Host check refuses "testserver").
+BASE_URL = "http://127.0.0.1"
+
 CLASS_NAMES = ["sky", "road", "tree"]
 PALETTE = [(70, 130, 180), (128, 64, 128), (107, 142, 35)]
 
@@ -89,6 +92,6 @@ def client(model_dir: Path) -> Iterator[TestClient]:
         max_analysis_side=48,
         erf_samples=2,
     )
-    with TestClient(create_app(config)) as test_client:
+    with TestClient(create_app(config), base_url=BASE_URL) as test_client:
         wait_ready(test_client)
         yield test_client

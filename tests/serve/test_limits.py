@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from atrous.serve import ServeConfig, create_app
 from atrous.serve.service import ServedModel
-from tests.serve.conftest import png, random_image, wait_ready
+from tests.serve.conftest import BASE_URL, png, random_image, wait_ready
 
 
 class GatedModel(ServedModel):
@@ -23,11 +23,13 @@ class GatedModel(ServedModel):
         super().__init__(*args, **kwargs)
         self.gate = gate
         self.started = threading.Semaphore(0)
+        self.batches: list[int] = []  # images per segment_batch call
 
-    def segment(self, image: np.ndarray) -> np.ndarray:
+    def segment_batch(self, images: list[np.ndarray], cancel=None) -> list[np.ndarray]:
+        self.batches.append(len(images))
         self.started.release()
         self.gate.wait(timeout=20)
-        return super().segment(image)
+        return super().segment_batch(images, cancel)
 
 
 def gated_loader(model_dir: Path, gate: threading.Event) -> tuple[GatedModel, object]:
@@ -44,7 +46,9 @@ def test_readyz_turns_ready_only_after_the_model_loads(model_dir: Path) -> None:
         release.wait(timeout=20)
         return ServedModel.load(str(model_dir))
 
-    with TestClient(create_app(ServeConfig(model="slow"), loader=slow_loader)) as client:
+    with TestClient(
+        create_app(ServeConfig(model="slow"), loader=slow_loader), base_url=BASE_URL
+    ) as client:
         assert client.get("/healthz").status_code == 200
         before = client.get("/readyz")
         assert before.status_code == 503
@@ -62,7 +66,7 @@ def test_readyz_turns_ready_only_after_the_model_loads(model_dir: Path) -> None:
 
 def test_failed_load_is_reported_and_the_process_stays_up(tmp_path: Path) -> None:
     config = ServeConfig(model=str(tmp_path / "missing"))
-    with TestClient(create_app(config)) as client:
+    with TestClient(create_app(config), base_url=BASE_URL) as client:
         deadline = time.monotonic() + 20
         while client.get("/readyz").json()["status"] == "loading":
             assert time.monotonic() < deadline
@@ -84,7 +88,10 @@ def test_queue_limit_answers_503_with_retry_after(model_dir: Path) -> None:
         model="gated", max_concurrent_inferences=1, max_queued_requests=2, retry_after_s=7
     )
     body = png(random_image(16, 16))
-    with TestClient(create_app(config, loader=loader)) as client, ThreadPoolExecutor(3) as pool:
+    with (
+        TestClient(create_app(config, loader=loader), base_url=BASE_URL) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
         wait_ready(client)
         running = pool.submit(client.post, "/v1/segment?format=json", content=body)
         assert model.started.acquire(timeout=10)  # the first holds the only slot
@@ -109,7 +116,7 @@ def test_slow_inference_times_out_with_504_and_frees_its_slot(model_dir: Path) -
     gate = threading.Event()
     model, loader = gated_loader(model_dir, gate)
     config = ServeConfig(model="gated", request_timeout_s=0.3, max_queued_requests=0)
-    with TestClient(create_app(config, loader=loader)) as client:
+    with TestClient(create_app(config, loader=loader), base_url=BASE_URL) as client:
         wait_ready(client)
         response = client.post("/v1/segment", content=png(random_image(8, 8)))
         assert response.status_code == 504
