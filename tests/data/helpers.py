@@ -39,3 +39,37 @@ def write_folder_dataset(
             Image.fromarray(image).save(root / "images" / split / f"s{i:03d}.png")
             Image.fromarray(mask, mode="L").save(root / "masks" / split / f"s{i:03d}.png")
     return root
+
+
+# A miniature of CamVid's SegNet layout: drive names and frame-number styles as in the
+# real data (0001TP_006690, 0006R0_f00930, 0016E5_07959), val interleaved with train in
+# drive 0016E5 as in SegNet's split.
+FAKE_CAMVID_FRAMES = {
+    "train": [
+        "0001TP_006690", "0001TP_006720", "0001TP_006750",
+        "0006R0_f00930", "0006R0_f00960",
+        "0016E5_00390", "0016E5_00420", "0016E5_07950", "0016E5_07980",
+    ],
+    "val": ["0016E5_07959", "0016E5_07989"],
+}  # fmt: skip
+
+
+def write_camvid_dataset(root: Path, frames: dict[str, list[str]] | None = None) -> Path:
+    """Tiny CamVid in the SegNet layout (``NAME/``, ``NAMEannot/``, ``NAME.txt`` with
+    ``/SegNet/CamVid/...`` paths); masks use labels 0..11 (11 = void). Returns ``root``."""
+    frames = FAKE_CAMVID_FRAMES if frames is None else frames
+    rng = np.random.default_rng(0)
+    for split, stems in frames.items():
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
+        lines = []
+        for stem in stems:
+            image = rng.integers(0, 256, (4, 6, 3)).astype(np.uint8)
+            mask = rng.integers(0, 12, (4, 6)).astype(np.uint8)
+            Image.fromarray(image).save(root / split / f"{stem}.png")
+            Image.fromarray(mask, mode="L").save(root / f"{split}annot" / f"{stem}.png")
+            lines.append(
+                f"/SegNet/CamVid/{split}/{stem}.png /SegNet/CamVid/{split}annot/{stem}.png"
+            )
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
