@@ -291,7 +291,8 @@ class ServedModel:
         Raises:
             Cancelled: ``cancel`` was set; checked before every window.
         """
-        from atrous.infer.predictor import model_logits, normalize
+        from atrous.infer.logits import model_logits
+        from atrous.infer.predictor import normalize
 
         height, width = image.shape[:2]
         window = self.window
@@ -420,7 +421,8 @@ class ServedModel:
         trained network attends to for this photo.
         """
         from atrous.analysis.erf import ERF
-        from atrous.infer.predictor import model_logits, normalize
+        from atrous.infer.logits import model_logits
+        from atrous.infer.predictor import normalize
 
         x = normalize(image).to(self.device).requires_grad_(True)
         with torch.enable_grad():

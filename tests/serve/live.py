@@ -12,6 +12,7 @@ import httpx
 import uvicorn
 
 from atrous.serve import ServeConfig, create_app
+from atrous.serve.server import uvicorn_config
 from atrous.serve.service import ServedModel
 
 
@@ -26,14 +27,10 @@ def live_server(
     config: ServeConfig, *, loader: Callable[[], ServedModel] | None = None
 ) -> Iterator[tuple[str, uvicorn.Server]]:
     """Run the app on ``config.port`` (127.0.0.1) until the block ends; yields its URL."""
+    assert config.host == "127.0.0.1"
+    # The same uvicorn settings as `atrous serve` (header timeout, bounded shutdown).
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config, loader=loader),
-            host="127.0.0.1",
-            port=config.port,
-            log_level="warning",
-            timeout_graceful_shutdown=config.shutdown_grace_s,
-        )
+        uvicorn_config(create_app(config, loader=loader), config, log_level="warning")
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

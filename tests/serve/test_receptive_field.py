@@ -14,6 +14,7 @@ from PIL import Image
 from atrous.analysis import coverage_map, effective_receptive_field
 from atrous.models import load_pretrained
 from atrous.serve.service import analysis_grid
+from tests.serve.conftest import png, random_image
 
 
 def decode(data_url: str) -> np.ndarray:
@@ -78,3 +79,52 @@ def test_analysis_grid_maps_pixel_centres() -> None:
     assert grid == (100, 50) and location == (99, 0) and scale == pytest.approx(0.1)
     with pytest.raises(ValueError, match="outside"):
         analysis_grid((10, 10), (10, 0), 8)
+
+
+def test_erf_is_computed_on_the_uploaded_image_with_the_models_weights(
+    client: TestClient, model_dir: Path
+) -> None:
+    import torch
+
+    from atrous.infer.predictor import normalize
+
+    image = random_image(30, 40, seed=7)
+    segmented = client.post("/v1/segment?format=json&mask=true", content=png(image)).json()
+    image_id = segmented["image_id"]
+    query = f"x=3&y=20&width=40&height=30&image_id={image_id}"
+    body = client.get(f"/v1/receptive-field?{query}").json()
+    assert body["erf"]["on_image"] is True
+    assert "uploaded image" in body["erf"]["depends_on"]
+    assert "architecture only" in body["coverage"]["depends_on"]
+
+    # Reference: atrous.analysis's ERF of the model evaluated at this image (the random
+    # inputs scaled by 1e-6, so the gradient is the one at the image itself).
+    model = load_pretrained(model_dir).eval()
+    base = normalize(image)
+    reference = effective_receptive_field(
+        lambda x: model(base + 1e-6 * x), input_size=(30, 40), samples=1, location=(20, 3)
+    )
+    assert body["erf"]["radius_50"] == pytest.approx(reference.radius(0.5), abs=0.01)
+    drawn = decode(body["erf"]["png"])[..., 3] > 0
+    np.testing.assert_array_equal(drawn, reference.map > 0)
+
+    # Another photo gives another ERF; without image_id it is the random-input average.
+    other = random_image(30, 40, seed=8)
+    other_id = client.post("/v1/segment?format=json&mask=true", content=png(other)).json()
+    other_body = client.get(
+        f"/v1/receptive-field?x=3&y=20&width=40&height=30&image_id={other_id['image_id']}"
+    ).json()
+    assert decode(other_body["erf"]["png"]).tolist() != decode(body["erf"]["png"]).tolist()
+    plain = client.get("/v1/receptive-field?x=3&y=20&width=40&height=30").json()
+    assert plain["erf"]["on_image"] is False
+    assert torch.is_grad_enabled()
+
+
+def test_unknown_or_mismatched_image_id_is_refused(client: TestClient) -> None:
+    unknown = client.get("/v1/receptive-field?x=0&y=0&width=4&height=4&image_id=feedbeef")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_image"
+    image_id = client.post(
+        "/v1/segment?format=json&mask=true", content=png(random_image(10, 12))
+    ).json()["image_id"]
+    wrong = client.get(f"/v1/receptive-field?x=0&y=0&width=4&height=4&image_id={image_id}")
+    assert wrong.status_code == 422 and wrong.json()["error"] == "size_mismatch"

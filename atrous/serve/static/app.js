@@ -10,6 +10,9 @@ const state = {
   labels: null,     // Uint8Array of class indices, row-major
   enabled: new Set(),
   click: null,      // {x, y} of the last clicked pixel
+  imageId: null,    // the server's id of the upload: the ERF is computed on it
+  rfJob: null,      // AbortController of the receptive-field request in flight
+  segmentJob: null, // AbortController of the segmentation in flight
 };
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +21,14 @@ function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+}
+
+// A fetch that fails (server gone, connection refused) rejects instead of answering;
+// say so in words and keep the page usable.
+function networkError(error) {
+  if (error && error.name === "AbortError") return null;  // replaced by a newer request
+  return `could not reach the server (${error && error.message ? error.message : error}); ` +
+    "is `atrous serve` still running?";
 }
 
 async function errorText(response) {
@@ -44,8 +55,16 @@ async function waitForModel() {
     } catch (_) { /* server restarting: keep waiting */ }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  const response = await fetch("/v1/models");
-  const info = (await response.json()).models[0];
+  let info;
+  try {
+    const response = await fetch("/v1/models");
+    if (!response.ok) throw new Error(`${response.status}: ${await errorText(response)}`);
+    info = (await response.json()).models[0];
+  } catch (error) {
+    status.textContent = "the server did not describe its model: " + error.message;
+    status.dataset.state = "failed";
+    return;
+  }
   state.model = info;
   info.classes.forEach((c) => state.enabled.add(c.index));
   $("model-name").textContent = `${info.name} · ${info.num_classes} classes · output stride ${info.output_stride ?? "?"}`;
@@ -146,35 +165,55 @@ function renderLegend(classes) {
 async function segment(file) {
   showError("");
   $("rf").hidden = true;
+  if (state.rfJob) state.rfJob.abort();
+  if (state.segmentJob) state.segmentJob.abort();
+  const job = new AbortController();
+  state.segmentJob = job;
   state.click = null;
   const view = $("view");
   view.dataset.state = "working";
   const status = $("status");
   status.textContent = "segmenting…";
+  status.dataset.state = "working";
   try {
-    state.bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-  } catch (_) {
-    state.bitmap = null;  // the browser cannot read it; the server will say why
-  }
-  const form = new FormData();
-  form.append("file", file);
-  const response = await fetch("/v1/segment?format=json&mask=true", { method: "POST", body: form });
-  if (!response.ok) {
-    showError(`${response.status}: ${await errorText(response)}`);
+    try {
+      state.bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+    } catch (_) {
+      state.bitmap = null;  // the browser cannot read it; the server will say why
+    }
+    const form = new FormData();
+    form.append("file", file);
+    const response = await fetch("/v1/segment?format=json&mask=true",
+                                 { method: "POST", body: form, signal: job.signal });
+    if (!response.ok) {
+      showError(`${response.status}: ${await errorText(response)}`);
+      status.textContent = "ready";
+      status.dataset.state = "ready";
+      view.dataset.state = "error";
+      return;
+    }
+    const result = await response.json();
+    state.width = result.width;
+    state.height = result.height;
+    state.imageId = result.image_id;
+    state.labels = await decodeLabels(result.mask_png);
+    $("result").hidden = false;
+    renderLegend(result.classes);
+    drawOverlay();
+    $("timing").textContent = `${result.width}×${result.height} px, inference ${result.elapsed_ms} ms`;
     status.textContent = "ready";
+    status.dataset.state = "ready";
+    view.dataset.state = "segmented";
+  } catch (error) {
+    const message = networkError(error);
+    if (message === null) return;  // a newer upload took over
+    showError(message);
+    status.textContent = "server unreachable";
+    status.dataset.state = "offline";
     view.dataset.state = "error";
-    return;
+  } finally {
+    if (state.segmentJob === job) state.segmentJob = null;
   }
-  const result = await response.json();
-  state.width = result.width;
-  state.height = result.height;
-  state.labels = await decodeLabels(result.mask_png);
-  $("result").hidden = false;
-  renderLegend(result.classes);
-  drawOverlay();
-  $("timing").textContent = `${result.width}×${result.height} px, inference ${result.elapsed_ms} ms`;
-  status.textContent = "ready";
-  view.dataset.state = "segmented";
 }
 
 function drawField(canvasId, pngUrl) {
@@ -199,28 +238,48 @@ function drawField(canvasId, pngUrl) {
 }
 
 async function showReceptiveField(x, y) {
+  // One request in flight: a new click cancels the previous one (the server then drops
+  // it from its queue instead of computing a map nobody will see).
+  if (state.rfJob) state.rfJob.abort();
+  const job = new AbortController();
+  state.rfJob = job;
   const panel = $("rf");
   panel.dataset.state = "working";
   $("rf-title").textContent = `Where the network looks from pixel (${x}, ${y})…`;
   const query = new URLSearchParams({ x, y, width: state.width, height: state.height });
-  const response = await fetch(`/v1/receptive-field?${query}`);
-  if (!response.ok) {
-    showError(`${response.status}: ${await errorText(response)}`);
+  if (state.imageId) query.set("image_id", state.imageId);
+  try {
+    const response = await fetch(`/v1/receptive-field?${query}`, { signal: job.signal });
+    if (!response.ok) {
+      showError(`${response.status}: ${await errorText(response)}`);
+      panel.dataset.state = "error";
+      return;
+    }
+    const field = await response.json();
+    if (state.rfJob !== job) return;  // a newer click took over while we decoded
+    await Promise.all([drawField("coverage", field.coverage.png), drawField("erf", field.erf.png)]);
+    const box = field.coverage.box;
+    const scale = 1 / field.scale;
+    const boxSide = `${Math.round((box.x1 - box.x0) * scale)}×${Math.round((box.y1 - box.y0) * scale)}`;
+    // max_paths is a string: JavaScript numbers lose integers above 2^53.
+    const paths = field.coverage.max_paths_exact ? field.coverage.max_paths : `about ${Number(field.coverage.max_paths).toExponential(3)}`;
+    $("rf-title").textContent = `Where the network looks from pixel (${x}, ${y})`;
+    $("rf-stats").textContent =
+      `Theoretical field ${boxSide} px in the image, ${(100 * field.coverage.hole_fraction).toFixed(1)} % of it never reached (holes), ` +
+      `up to ${paths} paths per pixel; the coverage map depends on the architecture only, not on this photo. ` +
+      `Half of the ERF's mass lies within ${(field.erf.radius_50 * scale).toFixed(1)} px` +
+      (field.erf.on_image ? ", computed on this photo with the model's weights. " : ", averaged over random inputs. ") +
+      `${field.note[0].toUpperCase()}${field.note.slice(1)}.`;
+    panel.hidden = false;
+    panel.dataset.state = "ready";
+  } catch (error) {
+    const message = networkError(error);
+    if (message === null) return;  // cancelled by a newer click
+    showError(message);
     panel.dataset.state = "error";
-    return;
+  } finally {
+    if (state.rfJob === job) state.rfJob = null;
   }
-  const field = await response.json();
-  await Promise.all([drawField("coverage", field.coverage.png), drawField("erf", field.erf.png)]);
-  const box = field.coverage.box;
-  const scale = 1 / field.scale;
-  const boxSide = `${Math.round((box.x1 - box.x0) * scale)}×${Math.round((box.y1 - box.y0) * scale)}`;
-  $("rf-title").textContent = `Where the network looks from pixel (${x}, ${y})`;
-  $("rf-stats").textContent =
-    `Theoretical field ${boxSide} px in the image, ${(100 * field.coverage.hole_fraction).toFixed(1)} % of it never reached (holes); ` +
-    `half of the ERF's mass lies within ${(field.erf.radius_50 * scale).toFixed(1)} px. ` +
-    `${field.note[0].toUpperCase()}${field.note.slice(1)}.`;
-  panel.hidden = false;
-  panel.dataset.state = "ready";
 }
 
 function setup() {
