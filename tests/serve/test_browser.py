@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from atrous.serve import ServeConfig
+from atrous.serve.service import ServedModel
 from tests.serve.live import free_port, live_server
 
 pytestmark = pytest.mark.browser
@@ -148,3 +150,93 @@ def test_bad_upload_shows_the_servers_reason(page: object, server_url: str, tmp_
     error = page.inner_text("#error")
     assert error.startswith("415") and "not an image" in error
     assert page.is_visible("#error")
+
+
+def test_nothing_but_the_upload_shows_before_an_upload(page: object, server_url: str) -> None:
+    page.goto(server_url + "/")
+    page.wait_for_selector("#status[data-state=ready]")
+    assert page.is_visible("#drop")
+    for selector in ("#result", "#view", "#legend", "#rf", "#coverage", "#error"):
+        assert not page.is_visible(selector), f"{selector} shows before any upload"
+    assert page.locator("#result").bounding_box() is None  # takes no room either
+
+
+def test_upload_to_a_server_that_is_gone_shows_an_error(
+    page: object, model_dir: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    config = ServeConfig(model=str(model_dir), port=free_port(), shutdown_grace_s=1)
+    with live_server(config) as (url, server):
+        page.goto(url + "/")
+        page.wait_for_selector("#status[data-state=ready]")
+        server.should_exit = True
+        for _ in range(200):  # until the port refuses connections
+            try:
+                httpx.get(f"{url}/healthz", timeout=1)
+            except httpx.TransportError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the server did not stop")
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#view[data-state=error]", state="attached", timeout=10_000)
+    assert page.is_visible("#error")
+    assert "could not reach the server" in page.inner_text("#error")
+    assert page.inner_text("#status") != "segmenting…"
+    assert page.get_attribute("#status", "data-state") == "offline"
+
+
+class SlowField(ServedModel):
+    """The tiny model whose receptive-field view takes 1 s, counting the views computed."""
+
+    calls: list[tuple[int, int]]
+
+    def receptive_field(self, image_size, location, image=None):  # type: ignore[override]
+        self.calls.append(location)
+        time.sleep(1.0)
+        return super().receptive_field(image_size, location, image)
+
+
+def test_rapid_clicks_keep_one_receptive_field_request(
+    page: object, model_dir: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    from atrous.models import load_pretrained
+
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    model = SlowField(load_pretrained(model_dir), name="slow", max_analysis_side=48, erf_samples=2)
+    model.calls = []
+    config = ServeConfig(model="slow", port=free_port())
+    aborted: list[str] = []
+    page.on(
+        "requestfailed",
+        lambda request: aborted.append(request.url) if "receptive-field" in request.url else None,
+    )
+    with live_server(config, loader=lambda: model) as (url, _server):
+        page.goto(url + "/")
+        page.wait_for_selector("#status[data-state=ready]")
+        page.set_input_files("#file", str(path))
+        page.wait_for_selector("#view[data-state=segmented]")
+        box = page.locator("#view").bounding_box()
+        for fraction in (0.2, 0.5, 0.8):  # three clicks well inside one second
+            page.mouse.click(box["x"] + box["width"] * fraction, box["y"] + box["height"] * 0.5)
+        page.wait_for_selector("#rf[data-state=ready]", timeout=20_000)
+        clicked = re.search(r"pixel \((\d+), (\d+)\)", page.inner_text("#rf-title"))
+        assert abs(int(clicked[1]) - 0.8 * 96) <= 1  # the last click is the one shown
+        assert len(aborted) == 2  # the browser cancelled the two earlier requests
+        # The server ran the first (it had started) and the last; the second, still
+        # queued when its request was cancelled, never ran.
+        deadline = time.monotonic() + 10
+        while len(model.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert len(model.calls) == 2, model.calls
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'atrous_jobs_skipped_total{reason="client_gone"} 1' in metrics
+        stats = page.inner_text("#rf-stats")
+        assert "architecture only" in stats and "computed on this photo" in stats
