@@ -49,17 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _default_weights(document: dict) -> str | list[float]:
-    config = document.get("metadata", {}).get("config", {})
+def _default_weights(metadata: dict) -> str | list[float]:
+    config = metadata.get("config") or {}
     spec = (config.get("loss") or {}).get("class_weights")
     return spec if spec else "median_frequency"
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from atrous.cli.eval import _guess_format
-    from atrous.data import DataError, build_dataset
+    from atrous.data import DataError, build_dataset, detect_format
+    from atrous.device import resolve_device
     from atrous.engine.prior import (
         DEFAULT_ALPHAS,
         class_weights_from_data,
@@ -67,20 +65,18 @@ def run(args: argparse.Namespace) -> int:
         search_prior,
     )
     from atrous.models import load_pretrained, save_pretrained
-    from atrous.models.pretrained import _resolve, read_config
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     root = args.data_root
-    data_format = args.data_format or _guess_format(Path(root))
+    data_format = args.data_format or detect_format(root)
     try:
-        document = read_config(_resolve(args.model))
+        device = resolve_device(args.device)
         model = load_pretrained(args.model, map_location=device)
+        # The training config and earlier adjustments, as save_pretrained stored them.
+        saved_metadata = dict(getattr(model, "metadata", None) or {})
         dataset = build_dataset(data_format, root, split=args.split)
         spec: str | list[float]
         if args.weights is None:
-            spec = _default_weights(document)
+            spec = _default_weights(saved_metadata)
         elif args.weights in ("median_frequency", "sqrt_median_frequency"):
             spec = args.weights
         else:
@@ -135,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {args.model}: {exc}", file=sys.stderr)
             return 2
-        metadata = dict(document.get("metadata") or {})
+        metadata = dict(saved_metadata)
         metadata["prior_adjustment"] = record
         to_save = model.cpu().half() if args.half else model.cpu()
         save_pretrained(to_save, args.out, metadata=metadata)

@@ -49,14 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from atrous.demo import DemoInterrupted, DemoSettings, run_demo
     from atrous.demo.report import format_table, results_table
+    from atrous.device import resolve_device
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = resolve_device(args.device).type
+    except ValueError as error:
+        print(f"atrous demo: {error}", file=sys.stderr)
+        return 2
     settings = DemoSettings(
         seed=args.seed,
         minutes=args.minutes,

@@ -54,18 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _guess_format(root: Path) -> str:
-    if (root / "classes.json").exists():
-        return "folder"
-    if (root / "trainannot").is_dir() or (root / "valannot").is_dir():
-        return "camvid"
-    if (root / "gtFine").is_dir():
-        return "cityscapes"
-    if (root / "SegmentationClass").is_dir() or (root / "VOC2012").is_dir():
-        return "voc"
-    return "folder"
-
-
 def _frames_trained_on(
     model: object, data_format: str, root: str, dataset: SegmentationDataset
 ) -> tuple[int, str] | None:
@@ -93,9 +81,8 @@ def _frames_trained_on(
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from atrous.data import DataError, build_dataset
+    from atrous.data import DataError, build_dataset, detect_format
+    from atrous.device import resolve_device
     from atrous.engine import ConfigError, evaluate, load_config
     from atrous.models import load_pretrained
 
@@ -105,14 +92,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     root = args.data_root or config.data.root
-    data_format = args.data_format or (
-        config.data.format if args.config else _guess_format(Path(root))
-    )
+    data_format = args.data_format or (config.data.format if args.config else detect_format(root))
     split = args.split or config.data.val_split
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
+        device = resolve_device(args.device)
         dataset = build_dataset(data_format, root, split=split)
         model = load_pretrained(args.model, map_location=device)
     except (DataError, FileNotFoundError, ValueError) as exc:

@@ -6,7 +6,9 @@
   ``train+val-drive:0006R0``); :func:`camvid_drives`, :func:`camvid_drive_folds`.
 - :mod:`atrous.data.transforms`: seeded joint transforms (scale, crop, flip, jitter).
 - :mod:`atrous.data.validate`: :func:`check_dataset` and median frequency weights.
-- :mod:`atrous.data.io`: reading files with errors naming file, value and expectation.
+- :mod:`atrous.data.io`: reading files with errors naming file, value and expectation;
+  :func:`read_image` is the package's one image reader.
+- :mod:`atrous.data.layout`: :func:`detect_format`, the dataset layout of a folder.
 """
 
 from atrous.data.datasets import (
@@ -23,7 +25,8 @@ from atrous.data.datasets import (
     camvid_split_names,
     check_split_pair,
 )
-from atrous.data.io import DataError, read_image, read_raw_mask
+from atrous.data.io import IMAGE_SUFFIXES, DataError, ImageError, read_image, read_raw_mask
+from atrous.data.layout import detect_format
 from atrous.data.splits import (
     DriveFold,
     DriveSummary,
@@ -39,6 +42,7 @@ from atrous.data.validate import DatasetReport, check_dataset, median_frequency_
 
 __all__ = [
     "DATASET_FORMATS",
+    "IMAGE_SUFFIXES",
     "CamVidDataset",
     "Cityscapes",
     "DataError",
@@ -46,6 +50,7 @@ __all__ = [
     "DriveFold",
     "DriveSummary",
     "FolderDataset",
+    "ImageError",
     "SegmentationDataset",
     "SplitError",
     "SplitOverlapError",
@@ -57,6 +62,7 @@ __all__ = [
     "camvid_split_names",
     "check_dataset",
     "check_split_pair",
+    "detect_format",
     "drives_table",
     "eval_transforms",
     "median_frequency_weights",

@@ -15,6 +15,7 @@ from atrous.demo.runner import (
     demo_models,
     results_dict,
     run_demo,
+    time_step,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "demo_models",
     "results_dict",
     "run_demo",
+    "time_step",
 ]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,11 @@ class DemoSettings:
         max_epochs, min_epochs: bounds of the derived epoch count; below 6 epochs
             (150 steps) the stacks are not reliably apart, so a loaded machine runs longer
             rather than showing nothing.
+        warmup_steps, timed_steps: how the epoch count is derived: each model runs
+            ``warmup_steps`` untimed training steps (the first ones pay for memory
+            allocation, oneDNN kernel selection and the CPU clocking up: 2.48 s for
+            one step of all four models cold against 1.1 s warm on a 2-core machine),
+            then the median of ``timed_steps`` steps is taken.
         batch_size, lr: the shared optimiser settings (AdamW, poly decay).
         width: channels of the plain stacks (DeepLabV3's head gets twice that).
         models: keys of :func:`demo_models` to run (default all four).
@@ -115,6 +121,8 @@ class DemoSettings:
     minutes: float = 10.0
     max_epochs: int = 16
     min_epochs: int = 6
+    warmup_steps: int = 3
+    timed_steps: int = 3
     batch_size: int = 16
     lr: float = 3e-3
     width: int = 32
@@ -189,7 +197,7 @@ def _engine_config(
                 "batch_size": settings.batch_size,
                 # A GPU outruns one loading process; on CPU the cores are better spent
                 # on the model.
-                "num_workers": 4 if device == "cuda" else 0,
+                "num_workers": 4 if device.startswith("cuda") else 0,
             },
             "optim": {"name": "adamw", "lr": settings.lr, "weight_decay": 1e-4},
             "schedule": {"epochs": epochs, "warmup_iters": 20},
@@ -199,20 +207,37 @@ def _engine_config(
     )
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    return device
+Clock = Callable[[], float]
 
 
-def _step_seconds(models: Sequence[DemoModel], settings: DemoSettings, device: str) -> float:
-    """Seconds one training step of every model takes together (a few timed steps each)."""
+def time_step(
+    step: Callable[[], object],
+    *,
+    warmup: int,
+    repeats: int,
+    clock: Clock = time.perf_counter,
+) -> float:
+    """Median seconds of ``repeats`` calls of ``step``, after ``warmup`` untimed calls.
+
+    The clock is read only around the timed calls, so nothing the warm-up costs can
+    reach the result; the median ignores one step slowed down by another process.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        started = clock()
+        step()
+        times.append(clock() - started)
+    return statistics.median(times)
+
+
+def _step_seconds(
+    models: Sequence[DemoModel], settings: DemoSettings, device: str, clock: Clock
+) -> float:
+    """Seconds one warm training step of every model takes together."""
     import torch
     import torch.nn.functional as F
 
@@ -220,27 +245,31 @@ def _step_seconds(models: Sequence[DemoModel], settings: DemoSettings, device: s
     from atrous.models import build_model
 
     size, total = settings.image_size, 0.0
+    on_gpu = torch.device(device).type == "cuda"
     x = torch.randn(settings.batch_size, 3, size, size, device=device)
     y = torch.randint(0, len(CLASS_NAMES), (settings.batch_size, size, size), device=device)
     for spec in models:
         model = build_model(spec.name, num_classes=len(CLASS_NAMES), **spec.options)
         model = model.to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
+
+        def step(
+            model: torch.nn.Module = model, optimizer: torch.optim.Optimizer = optimizer
+        ) -> None:
             loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if device == "cuda":
+            if on_gpu:
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - started)
-        total += min(times[1:])
+
+        total += time_step(
+            step, warmup=settings.warmup_steps, repeats=settings.timed_steps, clock=clock
+        )
     return total
 
 
-def _batch_load_seconds(data_root: Path, settings: DemoSettings) -> float:
+def _batch_load_seconds(data_root: Path, settings: DemoSettings, clock: Clock) -> float:
     """Seconds to read and augment one training batch from disk (the loader's share)."""
     from atrous.data import build_dataset, train_transforms
 
@@ -252,31 +281,43 @@ def _batch_load_seconds(data_root: Path, settings: DemoSettings) -> float:
         transform=train_transforms(crop_size=(size, size), scale_range=(1.0, 1.0)),
     )
     count = min(settings.batch_size, len(dataset))
-    started = time.perf_counter()
-    for index in range(count):
-        dataset[index]
-    return (time.perf_counter() - started) * settings.batch_size / max(count, 1)
+
+    def read_batch() -> None:
+        for index in range(count):
+            dataset[index]
+
+    # Warm: from the second epoch on the files come from the page cache.
+    seconds = time_step(read_batch, warmup=1, repeats=settings.timed_steps, clock=clock)
+    return seconds * settings.batch_size / max(count, 1)
 
 
 def choose_epochs(
-    models: Sequence[DemoModel], settings: DemoSettings, device: str, data_root: Path
+    models: Sequence[DemoModel],
+    settings: DemoSettings,
+    device: str,
+    data_root: Path,
+    *,
+    clock: Clock = time.perf_counter,
 ) -> tuple[int, str]:
     """Epoch count that fits the time target, and a sentence saying how it was chosen.
 
     About 70% of ``minutes`` goes to training; the rest is evaluation, analysis and the
-    report. Every model gets the same count, so the budget stays equal.
+    report. Every model gets the same count, so the budget stays equal. Steps are timed
+    warm (see :func:`time_step`); ``clock`` is there for tests, which must not depend on
+    the speed of the machine they run on.
     """
     if settings.epochs is not None:
         return settings.epochs, f"{settings.epochs} epochs (set explicitly)"
     steps_per_epoch = settings.train_images // settings.batch_size
-    per_step = _step_seconds(models, settings, device)
-    per_load = _batch_load_seconds(data_root, settings) * len(models)
+    per_step = _step_seconds(models, settings, device, clock)
+    per_load = _batch_load_seconds(data_root, settings, clock) * len(models)
     # Per-epoch validation adds about 15% on top of the steps and the loading.
     per_epoch = 1.15 * (per_step + per_load) * steps_per_epoch
     fit = math.floor(0.7 * settings.minutes * 60 / max(per_epoch, 1e-9))
     epochs = max(settings.min_epochs, min(settings.max_epochs, fit))
     return epochs, (
         f"{epochs} epochs: one step of all {len(models)} models took {per_step:.2f} s here "
+        f"(median of {settings.timed_steps} after {settings.warmup_steps} warm-up steps) "
         f"plus {per_load:.2f} s of data loading, so about {fit} epochs fit 70% of "
         f"{settings.minutes:g} minutes (bounds {settings.min_epochs}..{settings.max_epochs})"
     )
@@ -328,12 +369,16 @@ def run_demo(
 
     from atrous.data import build_dataset, eval_transforms
     from atrous.data.synthetic import generate
+    from atrous.device import resolve_device
     from atrous.engine import evaluate, train
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _resolve_device(settings.device)
+    resolved = resolve_device(settings.device)
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {settings.device!r}")
+    device = str(resolved)
     catalogue = {m.key: m for m in demo_models(settings.width)}
     unknown = [k for k in settings.models if k not in catalogue]
     if unknown:
@@ -415,7 +460,7 @@ def run_demo(
             seconds,
         )
         del model
-        if device == "cuda":
+        if resolved.type == "cuda":
             torch.cuda.empty_cache()
 
     demo = DemoResult(

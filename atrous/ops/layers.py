@@ -28,6 +28,15 @@ def _group_count(channels: int, preferred: int = 32) -> int:
     return 1
 
 
+def uses_norm(norm: NormSpec) -> bool:
+    """Whether ``norm`` builds a normalisation layer (a callable counts as one).
+
+    A convolution followed by normalisation needs no bias: the norm subtracts the
+    channel mean and adds its own shift, so a conv bias would be dead weight.
+    """
+    return not (norm is None or norm == "none")
+
+
 def make_norm(norm: NormSpec, channels: int) -> nn.Module:
     """Build a normalisation layer by name: ``"batch"``, ``"group"`` or ``"none"``/``None``.
 
@@ -94,7 +103,6 @@ class AtrousConv2d(nn.Sequential):
         bias: bool | None = None,
     ) -> None:
         padding = same_padding(kernel_size, rate)
-        has_norm = not (norm is None or norm == "none")
         conv = nn.Conv2d(
             in_channels,
             out_channels,
@@ -103,7 +111,7 @@ class AtrousConv2d(nn.Sequential):
             padding=padding,
             dilation=rate,
             groups=groups,
-            bias=(not has_norm) if bias is None else bias,
+            bias=(not uses_norm(norm)) if bias is None else bias,
         )
         super().__init__(conv, make_norm(norm, out_channels), make_activation(activation))
         self.rate = rate

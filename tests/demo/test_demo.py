@@ -134,7 +134,45 @@ def test_hdc_beats_gridded_and_undilated(tmp_path: Path) -> None:
     assert _non_blank(tmp_path / "run" / "predictions.png")
 
 
+class FakeClock:
+    """A clock that moves only when told: the tests below time nothing real."""
+
+    def __init__(self, tick: float = 0.0) -> None:
+        self.now = 0.0
+        self.tick = tick  # seconds added by every reading
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        self.now += self.tick
+        return self.now
+
+
+def test_warmup_steps_are_excluded_from_timing() -> None:
+    from atrous.demo import time_step
+
+    clock = FakeClock()
+    durations = iter([2.5, 1.8, 1.3, 1.1, 1.4, 1.0])  # cold first steps, then warm ones
+    calls = []
+
+    def step() -> None:
+        calls.append(clock.readings)
+        clock.now += next(durations)
+
+    assert time_step(step, warmup=3, repeats=3, clock=clock) == pytest.approx(1.1)
+    assert len(calls) == 6
+    # The clock is read only around the three timed steps, never during the warm-up.
+    assert calls[:3] == [0, 0, 0] and clock.readings == 6
+    # Without warm-up the cold steps would have been timed (median 1.8 s).
+    clock, durations = FakeClock(), iter([2.5, 1.8, 1.3])
+    assert time_step(step, warmup=0, repeats=3, clock=clock) == pytest.approx(1.8)
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        time_step(step, warmup=1, repeats=0)
+
+
 def test_epoch_budget_is_explicit_or_derived_within_bounds(tmp_path: Path) -> None:
+    # Timed through a fake clock: every timed step and every batch read "takes" 0.25 s on
+    # any machine, so the chosen count is exact, whatever the speed or load of this one.
     from atrous.data.synthetic import generate
     from atrous.demo import choose_epochs, demo_models
 
@@ -142,26 +180,16 @@ def test_epoch_budget_is_explicit_or_derived_within_bounds(tmp_path: Path) -> No
     hdc = [m for m in demo_models(8) if m.key == "hdc"]
     fixed = DemoSettings(train_images=32, image_size=48, epochs=7)
     assert choose_epochs(hdc, fixed, "cpu", root) == (7, "7 epochs (set explicitly)")
+    # 2 steps per epoch; per epoch 1.15 * (0.25 s step + 0.25 s load) * 2 = 1.15 s; 70% of
+    # 0.1 minutes is 4.2 s: 3 epochs.
+    settings = DemoSettings(train_images=32, image_size=48, minutes=0.1, min_epochs=2)
+    epochs, note = choose_epochs(hdc, settings, "cpu", root, clock=FakeClock(0.25))
+    assert epochs == 3, note
+    assert "took 0.25 s here (median of 3 after 3 warm-up steps) plus 0.25 s" in note
     # A tiny time target gives the lower bound, a huge one the upper bound.
-    short = DemoSettings(train_images=32, image_size=48, minutes=0.001, min_epochs=2)
-    epochs, note = choose_epochs(hdc, short, "cpu", root)
+    quick = {"train_images": 32, "image_size": 48, "warmup_steps": 0, "timed_steps": 1}
+    short = DemoSettings(minutes=0.001, min_epochs=2, **quick)
+    epochs, note = choose_epochs(hdc, short, "cpu", root, clock=FakeClock(0.25))
     assert epochs == 2 and "fit 70% of 0.001 minutes" in note
-    long = DemoSettings(train_images=32, image_size=48, minutes=1e6, max_epochs=9)
-    assert choose_epochs(hdc, long, "cpu", root)[0] == 9
-
-
-def test_interrupted_training_stops_the_demo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # SIGTERM makes the engine return "interrupted"; comparing that half-trained model with
-    # fully trained ones would be wrong, so the demo stops with a clear error.
-    import atrous.engine
-    from atrous.demo import DemoInterrupted
-    from atrous.engine import TrainResult
-
-    monkeypatch.setattr(
-        atrous.engine, "train", lambda config, out_dir, **_: TrainResult(status="interrupted")
-    )
-    settings = DemoSettings(train_images=2, val_images=1, image_size=48, epochs=1, models=("hdc",))
-    with pytest.raises(DemoInterrupted, match=r"HDC .* was interrupted"):
-        run_demo(tmp_path, settings, progress=False)
+    long = DemoSettings(minutes=1e6, max_epochs=9, **quick)
+    assert choose_epochs(hdc, long, "cpu", root, clock=FakeClock(0.25))[0] == 9

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atrous.ops import AtrousConv2d, SeparableAtrousConv2d, make_norm
-from atrous.ops.layers import NormSpec
+from atrous.ops.layers import NormSpec, uses_norm
 
 DEFAULT_RATES = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}
 
@@ -42,7 +42,6 @@ class ImagePooling(nn.Sequential):
     """Global average pool, 1x1 conv, norm, ReLU, broadcast back to the input size."""
 
     def __init__(self, in_channels: int, out_channels: int, *, norm: NormSpec = "batch") -> None:
-        has_norm = not (norm is None or norm == "none")
         norm_layer = make_norm(norm, out_channels)
         if isinstance(norm_layer, nn.GroupNorm) and norm_layer.num_groups == out_channels:
             raise ValueError(
@@ -51,7 +50,7 @@ class ImagePooling(nn.Sequential):
             )
         super().__init__(
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(in_channels, out_channels, 1, bias=not has_norm),
+            nn.Conv2d(in_channels, out_channels, 1, bias=not uses_norm(norm)),
             norm_layer,
             nn.ReLU(inplace=True),
         )

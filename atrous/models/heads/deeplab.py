@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from atrous.models.heads.aspp import ASPP
 from atrous.ops import AtrousConv2d, SeparableAtrousConv2d, make_norm
-from atrous.ops.layers import NormSpec
+from atrous.ops.layers import NormSpec, uses_norm
 
 
 class DeepLabHead(nn.Sequential):
@@ -30,10 +30,9 @@ class DeepLabHead(nn.Sequential):
         separable: bool = False,
         norm: NormSpec = "batch",
     ) -> None:
-        has_norm = not (norm is None or norm == "none")
         super().__init__(
             ASPP(in_channels, rates=rates, out_channels=channels, separable=separable, norm=norm),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=not has_norm),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=not uses_norm(norm)),
             make_norm(norm, channels),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, num_classes, 1),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from atrous.ops import make_norm
-from atrous.ops.layers import NormSpec
+from atrous.ops.layers import NormSpec, uses_norm
 
 
 class FCNHead(nn.Sequential):
@@ -19,9 +19,8 @@ class FCNHead(nn.Sequential):
         self, in_channels: int, num_classes: int, *, norm: NormSpec = "batch", dropout: float = 0.1
     ) -> None:
         inter = max(1, in_channels // 4)
-        has_norm = not (norm is None or norm == "none")
         super().__init__(
-            nn.Conv2d(in_channels, inter, 3, padding=1, bias=not has_norm),
+            nn.Conv2d(in_channels, inter, 3, padding=1, bias=not uses_norm(norm)),
             make_norm(norm, inter),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
