@@ -141,6 +141,19 @@ class CollapsedPixelShuffle(nn.Module):
         return F.interpolate(x, scale_factor=r, mode="nearest") / (r * r)
 
 
+class PassGated(nn.Module):
+    """Stand-in for a multiplicative channel gate (``is_channel_gate``): the gated map.
+
+    A gate (squeeze-excitation, LR-ASPP's global gate) rescales each channel by a value
+    pooled over the whole image. It adds no spatial path, so for path counting it is
+    the identity on the map it gates; linearising the product instead would reach every
+    pixel through the pool, or (pool dropped) erase every path behind the gate.
+    """
+
+    def forward(self, features: Tensor, *gates: Tensor) -> Tensor:
+        return features
+
+
 class DropGlobalPool(nn.Module):
     """An adaptive pool to a single value, replaced by zeros (``global_pooling="drop"``)."""
 
@@ -160,6 +173,8 @@ def _is_global(output_size: Any) -> bool:
 
 def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: str) -> Any:
     """The stand-in for ``module``, or ``None`` to keep it (and recurse into it)."""
+    if getattr(module, "is_channel_gate", False):
+        return PassGated()
     if isinstance(module, (nn.modules.conv._ConvNd,)):
         return PathConv(module, collapsed=collapsed)
     if isinstance(module, nn.Linear):
@@ -190,6 +205,7 @@ def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: st
 __all__ = [
     "CollapsedPixelShuffle",
     "DropGlobalPool",
+    "PassGated",
     "PathConv",
     "PathLinear",
     "SumPool",

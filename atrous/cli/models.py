@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="NAME",
         help="also list models that take a backbone with each of these backbones "
-        "(e.g. resnet50 resnet101 mobilenet_v2)",
+        "(e.g. resnet50 resnet101 mobilenet_v2 mobilenet_v3_large)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -37,7 +37,7 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name in list_models():
         variants: list[dict] = [{}]
-        if args.backbones and name in {"deeplabv3", "deeplabv3plus", "fcn", "duc_hdc"}:
+        if args.backbones and name in {"deeplabv3", "deeplabv3plus", "fcn", "duc_hdc", "lraspp"}:
             # duc_hdc's HDC schedule exists only for the ResNets.
             variants = [
                 {"backbone": backbone}
@@ -61,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'model':<14} {'backbone':<13} {'params':>8} {f'GMACs@{args.size}':>11} {'OS':>3}"
+    header = f"{'model':<14} {'backbone':<18} {'params':>8} {f'GMACs@{args.size}':>11} {'OS':>3}"
     print(header)
     print("-" * len(header))
     for row in rows:
         print(
-            f"{row['name']:<14} {row['backbone']:<13} {row['params'] / 1e6:>7.2f}M "
+            f"{row['name']:<14} {row['backbone']:<18} {row['params'] / 1e6:>7.2f}M "
             f"{row['macs'] / 1e9:>11.2f} {row['output_stride']:>3}"
         )
     return 0

@@ -43,7 +43,7 @@ def test_deeplabv3_resnet50_matches_torchvision(torchvision_deeplabv3: torch.nn.
     assert converted.config == ours.config
     assert not converted.training
     with pytest.raises(ValueError, match="supported: deeplabv3_resnet50"):
-        from_torchvision("lraspp_mobilenet_v3_large", {})
+        from_torchvision("fcn_mobilenet_v3_large", {})
 
 
 def test_fcn_resnet50_matches_torchvision() -> None:

@@ -20,6 +20,7 @@ SMALL_OPTIONS: dict[str, dict] = {
         "aux": True,
     },
     "fcn": {"backbone": "resnet18", "aux": True},
+    "lraspp": {"head_channels": 16},
     "duc_hdc": {"backbone": "resnet18", "head_channels": 16, "aux": True},
     "dilated_net": {"width": 8},
     "drn_c_26": {"aux": True},
