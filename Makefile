@@ -53,3 +53,16 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
+
+# The ray extra is heavy (ray, pyarrow, pandas), so `make test` does not install it and
+# its tests skip there with the reason; this target installs it and runs them all.
+RAY_STAMP := $(VENV)/.installed-ray
+.PHONY: test-ray
+
+$(RAY_STAMP): pyproject.toml | $(DEV_STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,onnx,serve,ray]"
+	touch $@
+
+## make test-ray: Ray Data prediction, Ray Serve replicas, two-node torchrun (a few minutes).
+test-ray: $(RAY_STAMP)
+	$(BIN)/python -m pytest tests/scale $(PYTEST_ARGS)
