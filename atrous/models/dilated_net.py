@@ -18,6 +18,7 @@ from atrous.models.config import model_config
 from atrous.models.segmentor import Segmentor
 from atrous.ops import AtrousConv2d
 from atrous.ops.layers import NormSpec
+from atrous.ops.schedule import HDC_RATES, DilationSchedule
 
 _STEM_STRIDES = (1, 2, 4)
 
@@ -26,16 +27,16 @@ class DilatedStack(Backbone):
     """Stem reaching ``stem_stride`` then one dilated conv per rate, all ``width`` wide.
 
     Stages: ``"stem"`` (one 3x3 conv per factor of 2 of ``stem_stride``, or one stride-1
-    conv) and ``"body"`` (the dilated layers, ``dilation == list(rates)``).
+    conv) and ``"body"`` (the dilated layers, built from ``schedule``: an explicit
+    schedule with one stage, ``"body"``, whose rates and kernel size it gives).
     """
 
     def __init__(
         self,
         *,
-        rates: Sequence[int],
+        schedule: DilationSchedule,
         width: int,
         stem_stride: int,
-        kernel_size: int,
         norm: NormSpec,
         in_channels: int,
     ) -> None:
@@ -44,8 +45,14 @@ class DilatedStack(Backbone):
             raise ValueError(
                 f"stem_stride={stem_stride} is not supported; choose one of {_STEM_STRIDES}"
             )
-        if not rates or any(not isinstance(r, int) or r < 1 for r in rates):
-            raise ValueError(f"rates must be a non-empty sequence of ints >= 1, got {rates!r}")
+        if schedule.rule != "explicit" or set(schedule.stage_rates) != {"body"}:
+            raise ValueError(
+                f"a DilatedStack is built from an explicit schedule with one stage 'body', "
+                f"got {schedule}; use body_schedule(rates)"
+            )
+        rates = schedule.stage_rates["body"]
+        if not rates:
+            raise ValueError("rates must be a non-empty sequence of ints >= 1, got ()")
         if width < 1:
             raise ValueError(f"width must be >= 1, got {width}")
         stem_layers: list[nn.Module] = []
@@ -57,9 +64,13 @@ class DilatedStack(Backbone):
             channels = width
         self.stem = nn.Sequential(*stem_layers)
         self.body = nn.Sequential(
-            *(AtrousConv2d(width, width, kernel_size, rate=rate, norm=norm) for rate in rates)
+            *(
+                AtrousConv2d(width, width, schedule.kernel_size, rate=rate, norm=norm)
+                for rate in rates
+            )
         )
-        self.dilations = [int(rate) for rate in rates]
+        self.schedule = schedule
+        self.dilations = list(rates)
         self.feature_info = [
             FeatureInfo(
                 name="stem",
@@ -88,6 +99,19 @@ class DilatedStack(Backbone):
         return {"stem": stem, "body": self.body(stem)}
 
 
+def body_schedule(rates: Sequence[int], kernel_size: int = 3) -> DilationSchedule:
+    """The schedule of a :class:`DilatedStack` body: ``rates`` as the one stage ``"body"``.
+
+    Raises:
+        ValueError: rates that are not ints >= 1 (the message shows them).
+    """
+    if isinstance(rates, str) or not all(
+        isinstance(rate, int) and not isinstance(rate, bool) for rate in rates
+    ):
+        raise ValueError(f"rates must be a non-empty sequence of ints >= 1, got {rates!r}")
+    return DilationSchedule.explicit({"body": rates}, kernel_size=kernel_size)
+
+
 class DilatedNet(Segmentor):
     """:class:`Segmentor` over a :class:`DilatedStack`; ``dilations`` is its rate list."""
 
@@ -99,7 +123,7 @@ class DilatedNet(Segmentor):
 def dilated_net(
     *,
     num_classes: int,
-    rates: Sequence[int] = (1, 2, 5, 9),
+    rates: Sequence[int] = HDC_RATES,
     width: int = 32,
     stem_stride: int = 2,
     kernel_size: int = 3,
@@ -110,7 +134,8 @@ def dilated_net(
 
     Args:
         num_classes: output classes.
-        rates: dilation rate of each body layer; one layer per entry.
+        rates: dilation rate of each body layer; one layer per entry (default: the
+            HDC sawtooth :data:`~atrous.ops.schedule.HDC_RATES`).
         width: channels of every layer, so ``rates`` changes no parameter count.
         stem_stride: 1, 2 or 4; the resolution the dilated layers work at.
         kernel_size: odd kernel size of the body layers.
@@ -119,10 +144,9 @@ def dilated_net(
     """
     config = model_config("dilated_net", locals())
     backbone = DilatedStack(
-        rates=rates,
+        schedule=body_schedule(rates, kernel_size),
         width=width,
         stem_stride=stem_stride,
-        kernel_size=kernel_size,
         norm=norm,
         in_channels=in_channels,
     )

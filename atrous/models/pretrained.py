@@ -9,6 +9,7 @@ under the final name.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import tempfile
@@ -20,6 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from atrous.models.config import fold_legacy_schedule
 from atrous.models.segmentor import Segmentor
 
 WEIGHTS_FILE = "model.safetensors"
@@ -157,11 +159,15 @@ def load_pretrained(
     Returns:
         The model in eval mode, with ``class_names`` and ``palette`` set.
     """
-    from atrous.models.registry import build_model
+    from atrous.models.registry import MODELS, build_model
 
     directory = _resolve(name_or_dir)
     document = read_config(directory)
     config = dict(document["model"])
+    if config["name"] in MODELS:  # atrous 0.1 configs spread the schedule over three keys
+        builder = inspect.signature(MODELS[config["name"]]).parameters
+        default = builder["dilation_schedule"].default if "dilation_schedule" in builder else None
+        config = fold_legacy_schedule(config, default)
     model = build_model(**config)
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():

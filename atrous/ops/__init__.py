@@ -3,10 +3,12 @@
 from atrous.ops.functional import dilated_conv, dilated_conv1d, dilated_conv2d, dilated_conv3d
 from atrous.ops.layers import AtrousConv2d, SeparableAtrousConv2d, make_activation, make_norm
 from atrous.ops.schedule import (
+    CONTEXT_MODULE,
     HDC_RATES,
     MULTI_GRID,
     ConvGeometry,
     DilationSchedule,
+    ScheduleLike,
     StageLayout,
     StagePlan,
     check_output_stride,
@@ -18,11 +20,13 @@ from atrous.ops.sizes import (
 )
 
 __all__ = [
+    "CONTEXT_MODULE",
     "HDC_RATES",
     "MULTI_GRID",
     "AtrousConv2d",
     "ConvGeometry",
     "DilationSchedule",
+    "ScheduleLike",
     "SeparableAtrousConv2d",
     "StageLayout",
     "StagePlan",

@@ -24,7 +24,14 @@ Rules (``rule``):
 - ``"explicit"``: per-stage lists ``stages`` (one rate per block); stages it does not
   name stay plain. Fixed networks state their whole schedule this way.
 
-Defaults are written here and nowhere else: :data:`MULTI_GRID` and :data:`HDC_RATES`.
+Defaults are written here and nowhere else: :data:`MULTI_GRID` and :data:`HDC_RATES`,
+and the published fixed schedules that both a model and the analysis read
+(:data:`CONTEXT_MODULE`).
+
+Temporal (1-D) and volumetric (3-D) stacks are schedules too: ``ndim``, ``kernel_size``
+and ``causal`` say what the convolutions look like, so WaveNet's ``1, 2, ..., 512``
+three times is ``DilationSchedule.exponential(10, repeats=3)`` and the analysis reports
+its receptive field and holes without a network.
 """
 
 from __future__ import annotations
@@ -98,12 +105,16 @@ class StageLayout:
         blocks: blocks per stage (one dilation rate each).
         strides: nominal stride of each stage (1 or 2) before dilation replaces it.
         stem_stride: running stride after the stem (before the first stage).
+        convs_per_block: dilated ``K x K`` convs in each block, all at the block's rate
+            (2 for ResNet's basic block, 1 for the bottleneck and inverted residual);
+            analysis reads it to chain a stage's convs without building the network.
     """
 
     names: tuple[str, ...]
     blocks: tuple[int, ...]
     strides: tuple[int, ...]
     stem_stride: int = 1
+    convs_per_block: int = 1
 
     def __post_init__(self) -> None:
         if not len(self.names) == len(self.blocks) == len(self.strides):
@@ -111,6 +122,8 @@ class StageLayout:
                 f"names, blocks and strides must have one entry per stage, got "
                 f"{len(self.names)}, {len(self.blocks)}, {len(self.strides)}"
             )
+        if self.convs_per_block < 1:
+            raise ValueError(f"convs_per_block must be >= 1, got {self.convs_per_block}")
 
 
 @dataclass(frozen=True)
@@ -224,12 +237,16 @@ class DilationSchedule:
 
     @classmethod
     def parse(cls, value: Any) -> DilationSchedule:
-        """Read a schedule from ``None``, a rule name, a mapping or a schedule.
+        """Read a schedule from ``None``, a rule name, rates, a mapping or a schedule.
 
         Strings: ``"plain"``, ``"multigrid"``, ``"hdc"`` (default rates) or with rates,
-        ``"multigrid:1,2,4"``, ``"hdc:1,2,5"``. A mapping ``{stage: [rates]}`` is an
-        explicit schedule; a mapping with a ``rule`` key is the dict form written by
-        :meth:`to_config`.
+        ``"multigrid:1,2,4"``, ``"hdc:1,2,5"``. A list of ints is one explicit chain
+        (stage ``"layers"``). A mapping ``{stage: [rates]}`` is an explicit schedule; a
+        mapping with a ``rule`` key is the dict form written by :meth:`to_config`.
+
+        Raises:
+            ValueError: an unknown rule, unreadable rates or invalid values.
+            TypeError: a value of another type.
         """
         if value is None:
             return cls.plain()
@@ -263,9 +280,14 @@ class DilationSchedule:
                     **data,
                 )
             return cls.explicit(value)
+        if isinstance(value, Sequence) and all(
+            isinstance(r, int) and not isinstance(r, bool) for r in value
+        ):
+            return cls.explicit(value)
         raise TypeError(
             f"cannot read a dilation schedule from {value!r}; pass None, 'plain', "
-            "'multigrid', 'hdc', a mapping stage -> rates, or a DilationSchedule"
+            "'multigrid', 'hdc' (optionally with rates, 'hdc:1,2,5'), a list of rates, a "
+            "mapping stage -> rates, or a DilationSchedule"
         )
 
     # -- reading ----------------------------------------------------------------------
@@ -290,15 +312,18 @@ class DilationSchedule:
         )
 
     def to_config(self) -> str | dict[str, Any]:
-        """JSON/YAML form that :meth:`parse` reads back."""
-        if self.rule == "plain":
+        """JSON/YAML form that :meth:`parse` reads back (equal value, not just equal rates).
+
+        The short forms (``"plain"``, ``"hdc:1,2,5,9"``, ``{stage: [rates]}``) are used
+        for 2-D ``3 x 3`` non-causal schedules, the dict with a ``rule`` key otherwise.
+        """
+        default_geometry = (self.kernel_size, self.ndim, self.causal) == (3, 2, False)
+        if self.rule == "plain" and default_geometry:
             return "plain"
-        if self.rule in ("multigrid", "hdc") and (self.kernel_size, self.ndim, self.causal) == (
-            3,
-            2,
-            False,
-        ):
+        if self.rule in ("multigrid", "hdc") and default_geometry:
             return f"{self.rule}:{','.join(str(r) for r in self.rates)}"
+        if self.rule == "explicit" and default_geometry and "rule" not in self.stage_rates:
+            return {name: list(rates) for name, rates in self.stages}
         return {
             "rule": self.rule,
             "rates": list(self.rates),
@@ -360,6 +385,10 @@ class DilationSchedule:
         return tuple(plans)
 
 
+ScheduleLike = DilationSchedule | str | Mapping[str, Sequence[int]] | Sequence[int] | None
+"""Anything :meth:`DilationSchedule.parse` reads: what a builder's ``dilation_schedule`` takes."""
+
+
 def check_output_stride(output_stride: int, allowed: Iterable[int], model: str) -> None:
     """Refuse an output stride the model cannot be built at, listing those it can."""
     allowed = tuple(allowed)
@@ -391,3 +420,8 @@ def _fit(name: str, count: int, rates: list[int], option: str, model: str) -> li
             f"{count} blocks; give exactly {count} rates (one per block)"
         )
     return rates
+
+
+CONTEXT_MODULE = DilationSchedule.explicit({"context": (1, 1, 2, 4, 8, 16, 1)})
+"""The context module's seven ``3 x 3`` layers (Yu & Koltun 2016, arXiv:1511.07122):
+receptive field 67 with no holes. The module and its receptive-field table read this."""

@@ -12,6 +12,7 @@ from torch import nn
 from atrous.models import build_model, load_torchvision_backbone
 from atrous.models.backbones.mobilenet import MobileNetV2
 from atrous.models.backbones.resnet import ResNet
+from atrous.ops.schedule import DilationSchedule
 
 
 def _rates(backbone: ResNet, stage: str) -> list[int]:
@@ -51,9 +52,7 @@ def test_multigrid_multiplies_unit_rates_by_the_stage_rate() -> None:
     assert ResNet(depth="resnet50", output_stride=16, dilation_schedule="multigrid").info(
         "layer4"
     ).dilation == (2, 4, 8)
-    backbone = ResNet(
-        depth="resnet18", output_stride=8, dilation_schedule="multigrid", multi_grid=(1, 2)
-    )
+    backbone = ResNet(depth="resnet18", output_stride=8, dilation_schedule="multigrid:1,2")
     assert _rates(backbone, "layer4") == [4, 8]
     assert backbone.info("layer3").dilation == (1, 2)  # other stages stay plain
 
@@ -83,15 +82,33 @@ def test_schedule_errors_say_what_is_allowed() -> None:
     with pytest.raises(ValueError, match="layer4 of resnet18, which has 2 blocks"):
         ResNet(depth="resnet18", dilation_schedule={"layer4": [1, 2, 3]})
     with pytest.raises(ValueError, match="which has 3 blocks"):
-        ResNet(depth="resnet50", dilation_schedule="multigrid", multi_grid=(1, 2, 4, 8))
+        ResNet(depth="resnet50", dilation_schedule=DilationSchedule.multigrid((1, 2, 4, 8)))
     with pytest.raises(ValueError, match="unknown stages"):
         ResNet(depth="resnet18", dilation_schedule={"layer9": [1]})
     with pytest.raises(ValueError, match="multigrid"):
         ResNet(depth="resnet18", dilation_schedule="sawtooth")
     with pytest.raises(ValueError, match="known backbones: resnet18"):
         build_model("deeplabv3", num_classes=2, backbone="vgg16")
-    with pytest.raises(ValueError, match="only supported by the ResNet"):
-        build_model("deeplabv3", num_classes=2, backbone="mobilenet_v2", dilation_schedule="hdc")
+    with pytest.raises(ValueError, match="stage5 of mobilenet_v2, which has 4 blocks"):
+        build_model(
+            "deeplabv3", num_classes=2, backbone="mobilenet_v2", dilation_schedule="multigrid"
+        )
+
+
+def test_mobilenet_v2_reads_the_schedule_value() -> None:
+    # The plain rule at OS8 is test_mobilenet_v2_matches_torchvision_and_dilates; HDC
+    # cycles its sawtooth through the two dilated stages, the depthwise convs carry it.
+    backbone = MobileNetV2(output_stride=8, dilation_schedule="hdc:1,2,5")
+    assert backbone.info("stage4").dilation == (1, 2, 5, 1, 2, 5, 1)
+    assert backbone.info("stage5").dilation == (1, 2, 5, 1)
+    depthwise = [
+        conv.dilation[0]
+        for block in backbone.stage_blocks("stage5")
+        for conv in block.modules()
+        if isinstance(conv, nn.Conv2d) and conv.groups > 1
+    ]
+    assert depthwise == [1, 2, 5, 1]
+    assert backbone.schedule == DilationSchedule.hdc((1, 2, 5))
 
 
 def test_mobilenet_v2_matches_torchvision_and_dilates() -> None:

@@ -13,22 +13,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from atrous.ops.schedule import ConvGeometry, DilationSchedule
 
-@dataclass(frozen=True)
-class ConvSpec:
-    """One layer on a stage's main (non-shortcut) path, in execution order.
-
-    Attributes:
-        kernel_size: spatial kernel size (1 for a pointwise conv).
-        stride: its stride.
-        dilation: its dilation rate.
-        kind: ``"conv"`` or ``"maxpool"``.
-    """
-
-    kernel_size: int
-    stride: int
-    dilation: int
-    kind: str = "conv"
+ConvSpec = ConvGeometry
+"""Old name of :class:`~atrous.ops.schedule.ConvGeometry`, the one conv-geometry type."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +38,7 @@ class FeatureInfo:
     channels: int
     stride: int
     dilation: tuple[int, ...]
-    convs: tuple[ConvSpec, ...] = field(default=())
+    convs: tuple[ConvGeometry, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view (lists instead of tuples)."""
@@ -60,40 +48,53 @@ class FeatureInfo:
         return data
 
 
-def main_path_convs(module: nn.Module) -> tuple[ConvSpec, ...]:
+def main_path_convs(module: nn.Module) -> tuple[ConvGeometry, ...]:
     """Convs and max-pools of ``module`` in registration order, skipping shortcut branches.
 
     Every block here registers its layers in execution order, and shortcut projections
     live under a child named ``downsample``, so registration order is the main path.
+    Geometry is read along the first spatial axis (the blocks are square).
     """
     specs = []
     for name, child in module.named_modules():
         if "downsample" in name.split("."):
             continue
         if isinstance(child, nn.Conv2d):
+            kernel, dilation = int(child.kernel_size[0]), int(child.dilation[0])
+            padding = child.padding
+            if isinstance(padding, str):  # "same" / "valid"
+                padding = (dilation * (kernel - 1) // 2,) if padding == "same" else (0,)
             specs.append(
-                ConvSpec(
-                    kernel_size=int(child.kernel_size[0]),
+                ConvGeometry(
+                    "conv",
+                    kernel_size=kernel,
                     stride=int(child.stride[0]),
-                    dilation=int(child.dilation[0]),
+                    dilation=dilation,
+                    padding=int(padding[0]),
                 )
             )
         elif isinstance(child, nn.MaxPool2d):
-            kernel = child.kernel_size
-            stride = child.stride
             specs.append(
-                ConvSpec(
-                    kernel_size=int(kernel if isinstance(kernel, int) else kernel[0]),
-                    stride=int(stride if isinstance(stride, int) else stride[0]),
-                    dilation=1,
-                    kind="maxpool",
+                ConvGeometry(
+                    "pool",
+                    kernel_size=_first(child.kernel_size),
+                    stride=_first(child.stride),
+                    dilation=_first(child.dilation),
+                    padding=_first(child.padding),
                 )
             )
     return tuple(specs)
 
 
+def _first(value: int | tuple[int, ...]) -> int:
+    return int(value if isinstance(value, int) else value[0])
+
+
 class Backbone(nn.Module):
     """Base class: subclasses fill ``feature_info`` and implement ``stage_blocks``.
+
+    ``schedule`` is the :class:`~atrous.ops.schedule.DilationSchedule` the backbone was
+    built from (resolved per stage into ``feature_info[i].dilation``).
 
     ``forward(x)`` returns ``{info.name: feature_map}`` for every entry of
     ``feature_info``. ``aux_feature`` names the stage an auxiliary head reads and
@@ -101,6 +102,7 @@ class Backbone(nn.Module):
     """
 
     feature_info: list[FeatureInfo]
+    schedule: DilationSchedule
     aux_feature: str
     low_level_feature: str
 

@@ -15,10 +15,33 @@ from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
 from atrous.ops import AtrousConv2d
+from atrous.ops.schedule import DilationSchedule, StageLayout
 
 CHANNELS = (16, 32, 64, 128, 256, 512, 512, 512)
-BLOCKS = (1, 1, 2, 2, 2, 2, 1, 1)  # both DRN-C-26 and DRN-D-22
 STAGES = ("layer0", *(f"layer{i}" for i in range(1, 9)))
+SCHEDULE = DilationSchedule.explicit(
+    {
+        "layer1": (1,),
+        "layer2": (1,),
+        "layer3": (1, 1),
+        "layer4": (1, 1),
+        "layer5": (2, 2),  # stride 2 given up: rate 2
+        "layer6": (4, 4),  # and again: rate 4
+        "layer7": (2,),  # degridding, decreasing rates without residuals
+        "layer8": (1,),
+    }
+)
+"""DRN-C-26's and DRN-D-22's rates, one per block of levels 1-8 (output stride 8)."""
+LAYOUT = StageLayout(
+    names=tuple(name for name, _ in SCHEDULE.stages),
+    blocks=tuple(len(rates) for _, rates in SCHEDULE.stages),
+    strides=(1, 2, 2, 2, 2, 2, 1, 1),
+    stem_stride=1,
+    convs_per_block=2,  # basic blocks; DRN-D's conv levels 1-2 and 7-8 have one
+)
+"""Levels 1-8 with their nominal strides; at output stride 8 levels 5-6 keep stride 1."""
+OUTPUT_STRIDE = 8
+BLOCKS = LAYOUT.blocks
 
 
 class DRNBlock(nn.Module):
@@ -62,17 +85,12 @@ class DRN(Backbone):
         super().__init__()
         if arch not in ("C", "D"):
             raise ValueError(f"unknown DRN arch {arch!r}; choose 'C' (DRN-C-26) or 'D' (DRN-D-22)")
-        # (stride, dilation, kind) per level; kind: conv layers or residual/plain blocks.
-        levels = [
-            (1, 1, "conv" if arch == "D" else "residual"),
-            (2, 1, "conv" if arch == "D" else "residual"),
-            (2, 1, "residual"),
-            (2, 1, "residual"),
-            (1, 2, "residual"),
-            (1, 4, "residual"),
-            (1, 2, "conv" if arch == "D" else "plain"),
-            (1, 1, "conv" if arch == "D" else "plain"),
-        ]
+        # Block kind per level: conv layers, or residual / non-residual basic blocks.
+        first = "conv" if arch == "D" else "residual"
+        degrid = "conv" if arch == "D" else "plain"
+        kinds_per_level = (first, first, *("residual",) * 4, degrid, degrid)
+        self.schedule = SCHEDULE
+        plans = SCHEDULE.resolve(LAYOUT, OUTPUT_STRIDE, model=f"DRN-{arch}")
         self.layer0 = AtrousConv2d(3, CHANNELS[0], 7)
         self.feature_info = [
             FeatureInfo(
@@ -83,13 +101,11 @@ class DRN(Backbone):
                 convs=main_path_convs(self.layer0),
             )
         ]
-        inputs, running_stride = CHANNELS[0], 1
-        for index, ((stride, rate, kind), channels, count) in enumerate(
-            zip(levels, CHANNELS, BLOCKS, strict=True)
-        ):
+        inputs = CHANNELS[0]
+        for plan, kind, channels in zip(plans, kinds_per_level, CHANNELS, strict=True):
             blocks: list[nn.Module] = []
-            for block in range(count):
-                block_stride = stride if block == 0 else 1
+            for block, rate in enumerate(plan.dilations):
+                block_stride = plan.stride if block == 0 else 1
                 if kind == "conv":
                     blocks.append(AtrousConv2d(inputs, channels, 3, rate=rate, stride=block_stride))
                 else:
@@ -104,15 +120,13 @@ class DRN(Backbone):
                     )
                 inputs = channels
             layer = nn.Sequential(*blocks)
-            name = f"layer{index + 1}"
-            self.add_module(name, layer)
-            running_stride *= stride
+            self.add_module(plan.name, layer)
             self.feature_info.append(
                 FeatureInfo(
-                    name=name,
+                    name=plan.name,
                     channels=channels,
-                    stride=running_stride,
-                    dilation=tuple(rate for _ in range(count)),
+                    stride=plan.output_stride,
+                    dilation=plan.dilations,
                     convs=main_path_convs(layer),
                 )
             )

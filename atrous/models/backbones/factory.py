@@ -2,43 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from atrous.models.backbones.base import Backbone
+from atrous.models.backbones.mobilenet import LAYOUT as MOBILENET_V2_LAYOUT
 from atrous.models.backbones.mobilenet import MobileNetV2
-from atrous.models.backbones.resnet import DEPTHS, ResNet
-from atrous.models.backbones.schedules import DilationSchedule
+from atrous.models.backbones.mobilenet_v3 import MobileNetV3Large
+from atrous.models.backbones.resnet import DEPTHS, ResNet, resnet_layout
+from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout
 
-BACKBONES = (*DEPTHS, "mobilenet_v2")
+BACKBONES = (*DEPTHS, "mobilenet_v2", "mobilenet_v3_large")
 
 
 def make_backbone(
-    name: str,
-    *,
-    output_stride: int,
-    dilation_schedule: DilationSchedule = None,
-    multi_grid: Sequence[int] = (1, 2, 4),
-    hdc_rates: Sequence[int] = (1, 2, 5, 9),
+    name: str, *, output_stride: int, dilation_schedule: ScheduleLike = None
 ) -> Backbone:
-    """A ResNet (``resnet18/34/50/101``) or ``mobilenet_v2`` at ``output_stride``.
+    """A ResNet (``resnet18/34/50/101``), ``mobilenet_v2`` or ``mobilenet_v3_large``.
+
+    ``dilation_schedule`` is anything :meth:`DilationSchedule.parse` reads; every
+    backbone resolves it against its own :func:`backbone_layout`.
 
     Raises:
-        ValueError: unknown name (lists the known ones), or a dilation schedule on
-            MobileNetV2 (its stages are plain-dilated only).
+        ValueError: unknown name (lists the known ones), or a schedule that does not
+            fit the backbone's stages.
     """
     if name in DEPTHS:
-        return ResNet(
-            depth=name,
-            output_stride=output_stride,
-            dilation_schedule=dilation_schedule,
-            multi_grid=multi_grid,
-            hdc_rates=hdc_rates,
-        )
+        return ResNet(depth=name, output_stride=output_stride, dilation_schedule=dilation_schedule)
     if name == "mobilenet_v2":
-        if dilation_schedule is not None:
+        return MobileNetV2(output_stride=output_stride, dilation_schedule=dilation_schedule)
+    if name == "mobilenet_v3_large":
+        schedule = DilationSchedule.parse(dilation_schedule)
+        if schedule != DilationSchedule.plain():
             raise ValueError(
-                f"dilation_schedule={dilation_schedule!r} is only supported by the ResNet "
-                "backbones; mobilenet_v2 takes dilation_schedule=None"
+                f"dilation_schedule={schedule.to_config()!r} is not supported by "
+                "mobilenet_v3_large yet (it builds torchvision's plain layout); use 'plain'"
             )
-        return MobileNetV2(output_stride=output_stride)
+        return MobileNetV3Large(output_stride=output_stride)
+    raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+
+
+def backbone_layout(name: str) -> StageLayout:
+    """The stage layout of backbone ``name``: what a schedule resolves against.
+
+    Cheap (no network is built), so analysis can show a schedule's per-stage rates for
+    a backbone directly.
+    """
+    if name in DEPTHS:
+        return resnet_layout(name)
+    if name == "mobilenet_v2":
+        return MOBILENET_V2_LAYOUT
     raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")

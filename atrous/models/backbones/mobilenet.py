@@ -11,8 +11,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
-from atrous.models.backbones.schedules import check_output_stride, plan_stages
+from atrous.models.backbones.schedules import OUTPUT_STRIDES
 from atrous.ops import AtrousConv2d
+from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
 
 # (expansion t, channels c, repeats n, stride s), torchvision's table.
 SETTINGS = (
@@ -32,6 +33,13 @@ STAGE_BOUNDS = {
     "stage4": (7, 14),
     "stage5": (14, 18),
 }
+LAYOUT = StageLayout(
+    names=tuple(STAGE_BOUNDS),
+    blocks=tuple(end - start for start, end in STAGE_BOUNDS.values()),
+    strides=(2, 2, 2, 2, 2),
+    stem_stride=1,
+)
+"""Stages as a schedule sees them: ``stage1`` holds the stem conv and the first block."""
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -73,12 +81,21 @@ class MobileNetV2(Backbone):
         output_stride: 8, 16 or 32; stride-2 blocks past it become dilated (the first
             block of such a stage keeps the previous rate, as in DeepLab's TensorFlow
             implementation).
+        dilation_schedule: anything :meth:`DilationSchedule.parse` reads, resolved
+            against :data:`LAYOUT` (one rate per block; ``stage1``'s first entry is the
+            stem conv's).
         width_mult: channel multiplier (1.0 is the published network).
     """
 
-    def __init__(self, *, output_stride: int = 16, width_mult: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        output_stride: int = 16,
+        dilation_schedule: ScheduleLike = None,
+        width_mult: float = 1.0,
+    ) -> None:
         super().__init__()
-        check_output_stride(output_stride, (8, 16, 32), "mobilenet_v2")
+        check_output_stride(output_stride, OUTPUT_STRIDES, "mobilenet_v2")
         stem_channels = _make_divisible(32 * width_mult)
         specs: list[tuple[int, int, int]] = []  # (expansion, channels, nominal stride)
         for expansion, channels, repeats, stride in SETTINGS:
@@ -86,20 +103,14 @@ class MobileNetV2(Backbone):
                 specs.append(
                     (expansion, _make_divisible(channels * width_mult), stride if index == 0 else 1)
                 )
-        # Stage 1 holds the stem conv and block 1; the stem is never dilated.
-        names = list(STAGE_BOUNDS)
-        counts = [end - start for start, end in STAGE_BOUNDS.values()]
-        strides = [2, 2, 2, 2, 2]
-        plans = plan_stages(
-            names=names,
-            blocks=counts,
-            strides=strides,
-            stem_stride=1,
-            output_stride=output_stride,
-            model="mobilenet_v2",
-        )
+        self.schedule = DilationSchedule.parse(dilation_schedule)
+        plans = self.schedule.resolve(LAYOUT, output_stride, model="mobilenet_v2")
+        # Stage 1 holds the stem conv and block 1; the stem keeps stride 2 at every
+        # output stride, so only an explicit schedule can dilate it.
         features: list[nn.Module] = [
-            AtrousConv2d(3, stem_channels, 3, stride=2, activation="relu6")
+            AtrousConv2d(
+                3, stem_channels, 3, rate=plans[0].dilations[0], stride=2, activation="relu6"
+            )
         ]
         inputs = stem_channels
         block_index = 1

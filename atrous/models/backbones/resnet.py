@@ -13,12 +13,8 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
-from atrous.models.backbones.schedules import (
-    OUTPUT_STRIDES,
-    DilationSchedule,
-    check_output_stride,
-    plan_stages,
-)
+from atrous.models.backbones.schedules import OUTPUT_STRIDES
+from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -98,16 +94,29 @@ DEPTHS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int
 }
 
 
+def resnet_layout(depth: str) -> StageLayout:
+    """The stages of ResNet ``depth`` before a schedule is applied (stem stride 4).
+
+    Analysis resolves a schedule against it without building the network.
+    """
+    if depth not in DEPTHS:
+        raise ValueError(f"unknown ResNet depth {depth!r}; choose one of {sorted(DEPTHS)}")
+    block, blocks = DEPTHS[depth]
+    return StageLayout(
+        STAGES, blocks, (1, 2, 2, 2), stem_stride=4, convs_per_block=2 if block is BasicBlock else 1
+    )
+
+
 class ResNet(Backbone):
     """A ResNet trunk returning ``{"layer1": ..., "layer4": ...}`` (strides 4, 8, ...).
 
     Args:
         depth: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"resnet101"``.
         output_stride: 8, 16 or 32.
-        dilation_schedule: ``None`` (plain), ``"multigrid"``, ``"hdc"`` or a mapping
-            stage -> per-block rates; see :mod:`atrous.models.backbones.schedules`.
-        multi_grid: unit rates of ``layer4`` for ``"multigrid"``.
-        hdc_rates: sawtooth cycle for ``"hdc"``.
+        dilation_schedule: anything :meth:`DilationSchedule.parse` reads: ``None`` or
+            ``"plain"`` (torchvision's layout), ``"multigrid"`` / ``"multigrid:1,2"``,
+            ``"hdc"`` / ``"hdc:1,2,5"``, a mapping stage -> per-block rates, or a
+            :class:`~atrous.ops.schedule.DilationSchedule`.
         width: channels of the stem (64 in every published ResNet); smaller values make
             tiny test networks.
     """
@@ -117,27 +126,15 @@ class ResNet(Backbone):
         *,
         depth: str = "resnet50",
         output_stride: int = 32,
-        dilation_schedule: DilationSchedule = None,
-        multi_grid: Sequence[int] = (1, 2, 4),
-        hdc_rates: Sequence[int] = (1, 2, 5, 9),
+        dilation_schedule: ScheduleLike = None,
         width: int = 64,
     ) -> None:
         super().__init__()
-        if depth not in DEPTHS:
-            raise ValueError(f"unknown ResNet depth {depth!r}; choose one of {sorted(DEPTHS)}")
+        layout = resnet_layout(depth)
         check_output_stride(output_stride, OUTPUT_STRIDES, depth)
-        block, blocks = DEPTHS[depth]
-        plans = plan_stages(
-            names=STAGES,
-            blocks=blocks,
-            strides=(1, 2, 2, 2),
-            stem_stride=4,
-            output_stride=output_stride,
-            dilation_schedule=dilation_schedule,
-            multi_grid=multi_grid,
-            hdc_rates=hdc_rates,
-            model=depth,
-        )
+        block, _ = DEPTHS[depth]
+        self.schedule = DilationSchedule.parse(dilation_schedule)
+        plans = self.schedule.resolve(layout, output_stride, model=depth)
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)

@@ -12,7 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-DILATIONS = (1, 1, 2, 4, 8, 16, 1)
+from atrous.ops.schedule import CONTEXT_MODULE
+
+SCHEDULE = CONTEXT_MODULE
+"""The module's schedule (one stage, ``"context"``); analysis reads the same value."""
+DILATIONS = SCHEDULE.stage_rates["context"]
 LARGE_MULTIPLIERS = (2, 2, 4, 8, 16, 32, 32)
 
 
@@ -33,15 +37,17 @@ class ContextModule(nn.Module):
         widths = [channels] * 7 if variant == "basic" else [m * channels for m in LARGE_MULTIPLIERS]
         layers: list[nn.Module] = []
         inputs = channels
+        kernel = SCHEDULE.kernel_size
         for width, rate in zip(widths, DILATIONS, strict=True):
             layers += [
-                nn.Conv2d(inputs, width, 3, padding=rate, dilation=rate),
+                nn.Conv2d(inputs, width, kernel, padding=rate * (kernel - 1) // 2, dilation=rate),
                 nn.ReLU(inplace=True),
             ]
             inputs = width
         layers.append(nn.Conv2d(inputs, channels, 1))
         self.layers = nn.Sequential(*layers)
         self.variant = variant
+        self.schedule = SCHEDULE
         self.dilations = DILATIONS
         self.reset_parameters(noise=noise)
 
