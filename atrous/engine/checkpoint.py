@@ -196,7 +196,13 @@ def load_checkpoint(
 
 
 def prune_checkpoints(folder: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest committed checkpoints (and stray temp files)."""
+    """Delete all but the ``keep`` newest committed checkpoints, and what kills left behind.
+
+    A checkpoint is deleted JSON first (its commit record), then its tensors, so a kill
+    in between leaves a ``.safetensors`` that no JSON names: such orphans (~150 MB for a
+    ResNet-50 DeepLab) are deleted here too, as are stray temporary files. Call it only
+    when no checkpoint is being written into ``folder``.
+    """
     documents = []
     for json_path in folder.glob("*.json"):
         try:
@@ -206,5 +212,19 @@ def prune_checkpoints(folder: Path, keep: int) -> None:
     for _, json_path in sorted(documents)[: max(0, len(documents) - keep)]:
         json_path.unlink(missing_ok=True)
         json_path.with_suffix(".safetensors").unlink(missing_ok=True)
+    for orphan in _orphan_tensors(folder):
+        orphan.unlink(missing_ok=True)
     for tmp in folder.glob(".*.tmp-*"):
         tmp.unlink(missing_ok=True)
+
+
+def _orphan_tensors(folder: Path) -> list[Path]:
+    """``.safetensors`` files in ``folder`` that no checkpoint JSON there names."""
+    named = set()
+    for json_path in folder.glob("*.json"):
+        named.add(json_path.with_suffix(".safetensors").name)
+        try:
+            named.add(str(json.loads(json_path.read_text())["tensors"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return [path for path in folder.glob("*.safetensors") if path.name not in named]

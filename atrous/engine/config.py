@@ -95,9 +95,13 @@ class ScheduleConfig:
 
     ``max_minutes`` is an optional wall-clock budget for this process's training (from
     the first step, evaluations included): when spent, the run finishes the step, saves
-    a checkpoint, evaluates and returns with status ``"time_budget"``. The poly decay
-    still runs over ``epochs``: it does not reach zero at the budget unless ``epochs``
-    is set to what fits in it. A ``--resume`` gets a fresh budget.
+    a checkpoint, evaluates and returns with status ``"time_budget"``. Alone it is only
+    that stop: the poly decay still runs over ``epochs`` and a ``--resume`` gets a
+    fresh budget. With ``fit_to_budget: true`` the budget shapes the schedule: from
+    timed steps the run plans how many of the ``epochs`` fit (never more), re-plans at
+    every epoch's end, and ends with a decayed learning rate inside the budget; the
+    plan and the time spent are checkpointed, so a ``--resume`` continues both (see
+    :mod:`atrous.engine.budget`).
     """
 
     epochs: int = 10
@@ -106,6 +110,7 @@ class ScheduleConfig:
     warmup_ratio: float = 0.1
     power: float = 0.9
     max_minutes: float | None = None
+    fit_to_budget: bool = False
 
 
 @dataclass(frozen=True)
@@ -295,6 +300,9 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
         node[keys[-1]] = value
     config = _build(Config, merged, "")
     _check_splits(config.data)
+    from atrous.engine.validate import validate_config
+
+    validate_config(config)
     return config
 
 

@@ -64,3 +64,12 @@ def any_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_int(value: int, info: DistInfo, device: torch.device) -> int:
+    """Rank 0's ``value`` on every rank (a decision only rank 0 can take, such as a plan)."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())

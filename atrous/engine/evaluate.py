@@ -191,6 +191,13 @@ def evaluate(
     names = (
         list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
     )
+    return _result(confusion, boundary, names, seen)
+
+
+def _result(
+    confusion: ConfusionMatrix, boundary: BoundaryF1, names: list[str], seen: int
+) -> EvalResult:
+    """Per-class rows, notes and summary metrics from the accumulated counts."""
     iou, acc = confusion.per_class_iou(), confusion.per_class_acc()
     gt, predicted = confusion.matrix.sum(1), confusion.matrix.sum(0)
     per_class = [
@@ -202,7 +209,7 @@ def evaluate(
             "pred_pixels": int(predicted[c]),
             "note": "absent" if math.isnan(float(iou[c])) else "",
         }
-        for c in range(num_classes)
+        for c in range(confusion.num_classes)
     ]
     notes = []
     absent = confusion.absent_classes()

@@ -11,47 +11,89 @@ What a run folder holds::
 Exact resume. Data order (``DistributedSampler`` seeded with ``seed + epoch``) and every
 sample's augmentation (seeded from ``(seed, epoch, index)``) are pure functions of the
 position in training, also with persistent loader workers (the epoch travels with each
-index, see :mod:`atrous.engine.loader`), and a checkpoint stores the model, optimiser, RNG states and that
-position. ``train(..., resume=True)`` restores the newest complete checkpoint and skips
-the batches it already used, so on CPU a run killed at any moment and resumed ends with
-bitwise the same weights as an uninterrupted one. SIGTERM finishes the current step,
-saves a mid-epoch checkpoint and returns with ``status == "interrupted"``.
+index, see :mod:`atrous.engine.loader`), and a checkpoint stores the model, optimiser,
+RNG states and the :class:`~atrous.engine.state.TrainState` (position, history, the
+epoch's loss sums, the time-budget plan). ``train(..., resume=True)`` restores the newest
+complete checkpoint and skips the batches it already used, so on CPU a run killed at any
+moment and resumed ends with bitwise the same weights, and the same ``metrics.jsonl``
+apart from its timing fields, as an uninterrupted one. SIGTERM finishes the current
+step, saves a mid-epoch checkpoint and returns with ``status == "interrupted"``.
+
+Where the parts are: set-up in :mod:`atrous.engine.build`, the run's position in
+:mod:`atrous.engine.state`, reporting in :mod:`atrous.engine.run_log`, the time budget
+and its schedule plan in :mod:`atrous.engine.budget`, the autocast decision in
+:mod:`atrous.engine.precision`, ``best/`` in :mod:`atrous.engine.best`. This module holds
+:func:`train` and :class:`_Loop`: one step, one epoch, the epoch's end (evaluation,
+checkpoint) and the stop signals.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import shutil
 import signal
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader
 
-from atrous.data import build_dataset, train_transforms
+from atrous.device import resolve_device
+from atrous.engine.best import recover_best, save_best
+from atrous.engine.budget import TimeBudget
+from atrous.engine.build import (
+    Run,
+    RunPaths,
+    best_metadata,
+    build_model_for,
+    build_run,
+    class_weights,
+    make_optimizer,
+    wrap_for_training,
+)
 from atrous.engine.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from atrous.engine.config import Config, ConfigError, config_to_dict, save_config
-from atrous.engine.distributed import DistInfo, any_true, barrier, cleanup, init_distributed
+from atrous.engine.config import Config, config_to_dict, save_config
+from atrous.engine.distributed import (
+    DistInfo,
+    any_true,
+    barrier,
+    broadcast_int,
+    cleanup,
+    init_distributed,
+)
 from atrous.engine.evaluate import evaluate
-from atrous.engine.loader import build_train_loader
-from atrous.engine.losses import SegmentationLoss, poly_lr_factor
-from atrous.engine.prior import WEIGHTINGS, class_weights_from_data
+from atrous.engine.loader import EpochSampler
+from atrous.engine.losses import poly_lr_factor
+from atrous.engine.precision import autocast_dtype, cpu_has_native_bf16
+from atrous.engine.run_log import RunLog
+from atrous.engine.state import EpochSums, TrainState
+from atrous.engine.validate import validate_config
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "autocast_dtype",
+    "cpu_has_native_bf16",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
+
+# Older names of the set-up helpers, kept for code that imported them from here.
+_build_model = build_model_for
+_class_weights = class_weights
+_make_optimizer = make_optimizer
+_save_best = save_best
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,55 +126,20 @@ class TrainResult:
 
 
 def _resolve_device(name: str, dist_info: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = resolve_device(name)
     if device.type == "cuda" and dist_info.enabled:
         device = torch.device("cuda", dist_info.local_rank)
     return device
 
 
-def _build_model(config: Config, num_classes: int) -> nn.Module:
-    from atrous.models import build_model, load_pretrained
+def _loss_read_interval(device: torch.device, log_every: int) -> int:
+    """Steps between reads of the loss on the host (NaN check, progress bar, TensorBoard).
 
-    if config.model.pretrained:
-        model = load_pretrained(config.model.pretrained)
-        if model.num_classes != num_classes:
-            raise ValueError(
-                f"pretrained model {config.model.pretrained} has {model.num_classes} classes, "
-                f"the dataset has {num_classes}; expected the same number"
-            )
-        return model
-    return build_model(config.model.name, num_classes=num_classes, **config.model.options)
-
-
-def _class_weights(config: Config, num_classes: int) -> list[float] | None:
-    weights = config.loss.class_weights
-    if weights is None:
-        return None
-    if weights in WEIGHTINGS:
-        values = class_weights_from_data(
-            str(weights), config.data.format, config.data.root, config.data.train_split
-        )
-        return [float(w) for w in values]
-    if isinstance(weights, str):
-        raise ValueError(
-            f"loss.class_weights={weights!r}; expected 'median_frequency', "
-            "'sqrt_median_frequency' or a list"
-        )
-    if len(weights) != num_classes:
-        raise ValueError(f"loss.class_weights has {len(weights)} values; expected {num_classes}")
-    return list(weights)
-
-
-def _make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    o = config.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
-        )
-    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    A read is free on CPU but waits for CUDA's queue to drain, so on CUDA the loss is
+    summed on the device and read every ``train.log_every`` steps and at each epoch's end.
+    A NaN is then caught up to ``log_every`` steps late, always before any checkpoint.
+    """
+    return 1 if device.type == "cpu" else log_every
 
 
 class _StopFlag:
@@ -158,70 +165,13 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _save_best(model: nn.Module, best_dir: Path, metadata: dict[str, Any]) -> None:
-    """Replace ``best_dir`` with a fresh ``save_pretrained`` folder, never leaving it empty."""
-    from atrous.models import save_pretrained
-
-    tmp = best_dir.with_name(best_dir.name + ".tmp")
-    old = best_dir.with_name(best_dir.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(model, tmp, metadata=metadata)  # type: ignore[arg-type]
-    if best_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        best_dir.rename(old)
-    tmp.rename(best_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so autocast pays.
-
-    On other CPUs bfloat16 is emulated and slower than float32.
-    """
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
-
-
-def autocast_dtype(device: torch.device, amp: str, cpu_amp: bool = False) -> torch.dtype | None:
-    """The autocast dtype ``train.amp`` asks for on ``device``, or ``None`` for float32.
-
-    CUDA: float16 or bfloat16. CPU: bfloat16 only when ``cpu_amp`` opts in and the CPU
-    has native bfloat16 (measured on a 2-core Sapphire Rapids: a DeepLabV3+ ResNet-18
-    training step 2.2x faster than float32, both channels_last; see
-    benchmarks/results/camvid.md). Opt-in because it changes results of CPU runs.
-    """
-    if amp == "none":
-        return None
-    if device.type == "cuda":
-        return torch.float16 if amp == "fp16" else torch.bfloat16
-    if device.type == "cpu" and cpu_amp and amp == "bf16" and cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-def _loss_read_interval(device: torch.device, log_every: int) -> int:
-    """Steps between reads of the loss on the host (NaN check, progress bar, TensorBoard).
-
-    A read is free on CPU but waits for CUDA's queue to drain, so on CUDA the loss is
-    summed on the device and read every ``train.log_every`` steps and at each epoch's end.
-    A NaN is then caught up to ``log_every`` steps late, always before any checkpoint.
-    """
-    return 1 if device.type == "cpu" else log_every
-
-
-def _open_tensorboard(enabled: bool, out_dir: Path) -> Any:
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logger.info("train.tensorboard=true but tensorboard is not installed; skipping it")
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
 def train(
-    config: Config, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+    config: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    clock: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``config.data``; see the module docstring for the outputs.
 
@@ -231,380 +181,362 @@ def train(
         resume: continue from the newest complete checkpoint in ``out_dir`` (starts
             fresh, with a log line, when there is none).
         progress: show a tqdm bar (rank 0 only).
+        clock: seconds for the time budget (``time.perf_counter`` by default; tests
+            pass a fake one).
 
     Raises:
+        ConfigError: a setting that does not fit the data (batch size, class count).
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
+    validate_config(config)  # load_config did already; a Config built in Python too
     out_dir = Path(out_dir)
     requested = config.train.device
     dist_info = init_distributed(
         "cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu"
     )
     try:
-        return _train(config, out_dir, dist_info, resume=resume, progress=progress)
+        device = _resolve_device(config.train.device, dist_info)
+        paths = RunPaths(out_dir)
+        if dist_info.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            recovered = recover_best(paths.best)
+            if recovered:
+                logger.warning("%s", recovered)
+            save_config(config, out_dir / "config.yaml")
+        run = build_run(config, paths, dist_info, device)
+        return _train(run, resume=resume, progress=progress, clock=clock)
     finally:
         cleanup(dist_info)
 
 
 def _train(
-    config: Config, out_dir: Path, dist_info: DistInfo, *, resume: bool, progress: bool
+    run: Run, *, resume: bool, progress: bool, clock: Callable[[], float] | None
 ) -> TrainResult:
-    import random
-
-    import numpy as np
-
-    device = _resolve_device(config.train.device, dist_info)
-    main = dist_info.is_main
-    seed = config.train.seed
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    ckpt_dir = out_dir / "checkpoints"
-    metrics_path = out_dir / "metrics.jsonl"
-    best_dir = out_dir / "best"
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, out_dir / "config.yaml")
-
-    d = config.data
-    train_set = build_dataset(
-        d.format,
-        d.root,
-        split=d.train_split,
-        seed=seed,
-        transform=train_transforms(
-            crop_size=d.crop_size,
-            scale_range=d.scale_range,
-            hflip=d.hflip,
-            color_jitter=d.color_jitter,
-            ignore_index=config.loss.ignore_index,
-        ),
+    """Restore, train until the schedule ends or something stops it, report."""
+    config = run.config
+    budget = TimeBudget(
+        config.schedule.max_minutes,
+        fit=config.schedule.fit_to_budget,
+        configured_epochs=config.schedule.epochs,
+        iters_per_epoch=run.iters_per_epoch,
+        eval_every=config.eval.every,
+        **({"clock": clock} if clock is not None else {}),
     )
-    val_set = build_dataset(d.format, d.root, split=d.val_split, seed=seed)
-    num_classes = train_set.num_classes
-
-    model = _build_model(config, num_classes)
-    model.class_names = list(train_set.class_names)  # type: ignore[assignment]
-    model.palette = list(train_set.palette)  # type: ignore[assignment]
-    if config.model.sync_bn and dist_info.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    memory_format = torch.channels_last if config.model.channels_last else torch.contiguous_format
-    model.to(device, memory_format=memory_format)
-    optimizer = _make_optimizer(config, model)
-    weights = _class_weights(config, num_classes)
-    criterion = SegmentationLoss(
-        ignore_index=config.loss.ignore_index,
-        class_weights=weights,
-        ohem_thresh=config.loss.ohem_thresh,
-        ohem_min_kept=config.loss.ohem_min_kept,
-        aux_weight=config.loss.aux_weight,
-    ).to(device)
-
-    amp_dtype = autocast_dtype(device, config.train.amp, config.train.cpu_amp)
-    use_amp = amp_dtype is not None
-    if main and device.type == "cpu" and config.train.cpu_amp and not use_amp:
-        logger.info(
-            "train.cpu_amp with train.amp=%s ignored on this CPU (%s); training in float32",
-            config.train.amp,
-            "fp16 autocast is CUDA-only"
-            if config.train.amp == "fp16"
-            else "no native bfloat16: needs AVX512-BF16 or AMX",
-        )
-    amp_dtype = amp_dtype or torch.float32
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and config.train.amp == "fp16")
-
-    sampler = DistributedSampler(
-        train_set,
-        num_replicas=dist_info.world_size,
-        rank=dist_info.rank,
-        shuffle=True,
-        seed=seed,
-        drop_last=True,
+    state, last_checkpoint = _restore(run, budget, resume)
+    log = RunLog(
+        run.paths.metrics,
+        main=run.dist_info.is_main,
+        progress=progress,
+        tensorboard=config.train.tensorboard,
+        log_every=config.train.log_every,
     )
-    batches = len(sampler) // d.batch_size
-    if batches == 0:
-        raise ValueError(
-            f"{d.root}: {len(train_set)} training samples give no full batch of "
-            f"{d.batch_size} per process x {dist_info.world_size} processes; "
-            "lower data.batch_size"
-        )
-    for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
-        if getattr(config.train, name) < 1:
-            raise ConfigError(f"train.{name}={getattr(config.train, name)}; expected >= 1")
-    if config.schedule.max_minutes is not None and config.schedule.max_minutes <= 0:
-        raise ConfigError(
-            f"schedule.max_minutes={config.schedule.max_minutes}; expected > 0 or null"
-        )
-    iters_per_epoch = min(batches, config.schedule.iters_per_epoch or batches)
-    total_iters = iters_per_epoch * config.schedule.epochs
+    log.restart(state.history)
+    train_model, loader, epoch_sampler = wrap_for_training(run)
+    loop = _Loop(run, train_model, loader, epoch_sampler, state, budget, log)
+    loop.last_checkpoint = last_checkpoint
+    try:
+        status = loop.train_epochs()
+    finally:
+        log.close()
+    _hint_adjust_prior(run)
+    return loop.result(status)
 
-    start_epoch, start_step, iteration = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    best_miou = -math.inf
-    last_checkpoint: Path | None = None
-    if resume:
-        last_checkpoint = latest_checkpoint(ckpt_dir)
-        if last_checkpoint is None:
-            if main:
-                logger.info("--resume: no checkpoint in %s yet; starting from scratch", ckpt_dir)
-        else:
-            document = load_checkpoint(
-                last_checkpoint,
-                model=model,
-                optimizer=optimizer,
-                load_scaler=scaler.load_state_dict,
-            )
-            start_epoch, start_step = document["epoch"], document["step_in_epoch"]
-            iteration, history = document["iteration"], document["history"]
-            best_miou = document["best_miou"] if document["best_miou"] is not None else -math.inf
-            if main:
-                logger.info(
-                    "resumed from %s (epoch %d, step %d)", last_checkpoint, start_epoch, start_step
-                )
-    if main:  # metrics.jsonl always mirrors the history the run continues from
-        metrics_path.write_text("".join(json.dumps(row) + "\n" for row in history))
 
-    train_model: nn.Module = model
-    if dist_info.enabled:
-        has_aux = getattr(model, "aux_classifier", None) is not None
-        train_model = nn.parallel.DistributedDataParallel(
-            model,
-            device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=has_aux and config.loss.aux_weight == 0,
-        )
-    loader, epoch_sampler = build_train_loader(
-        train_set,
-        sampler,
-        batch_size=d.batch_size,
-        num_workers=d.num_workers,
-        seed=seed,
-        pin_memory=device.type == "cuda",
-        persistent_workers=d.persistent_workers,
-        prefetch_factor=d.prefetch_factor,
+def _restore(run: Run, budget: TimeBudget, resume: bool) -> tuple[TrainState, Path | None]:
+    """The state to start from: the newest checkpoint's (restored into the run) or fresh."""
+    if not resume:
+        return TrainState(), None
+    folder = run.paths.checkpoints
+    path = latest_checkpoint(folder)
+    if path is None:
+        if run.dist_info.is_main:
+            logger.info("--resume: no checkpoint in %s yet; starting from scratch", folder)
+        return TrainState(), None
+    document = load_checkpoint(
+        path, model=run.model, optimizer=run.optimizer, load_scaler=run.scaler.load_state_dict
     )
-    want_aux = config.loss.aux_weight > 0
-    writer = _open_tensorboard(config.train.tensorboard and main, out_dir)
-    stop = _StopFlag()
+    state = TrainState.from_document(document)
+    budget.restore(state.budget)
+    if run.dist_info.is_main:
+        logger.info("resumed from %s (epoch %d, step %d)", path, state.epoch, state.step_in_epoch)
+    return state, path
 
-    def checkpoint(epoch: int, step: int) -> Path | None:
-        if not main:
-            return None
-        info = {
-            "epoch": epoch,
-            "step_in_epoch": step,
-            "iteration": iteration,
-            "scheduler": {"name": "poly", "iteration": iteration, "total": total_iters},
-            "best_miou": None if best_miou == -math.inf else best_miou,
-            "history": history,
-            "world_size": dist_info.world_size,
-            "config": config_to_dict(config),
-        }
-        path = save_checkpoint(
-            ckpt_dir,
-            f"epoch{epoch:04d}_iter{iteration:08d}",
-            model=model,
-            optimizer=optimizer,
-            info=info,
-            scaler_state=scaler.state_dict() if scaler.is_enabled() else None,
-        )
-        prune_checkpoints(ckpt_dir, config.train.keep_checkpoints)
-        return path
 
-    read_every = _loss_read_interval(device, config.train.log_every)
-    max_minutes = config.schedule.max_minutes
-    run_started = time.perf_counter()
-
-    def out_of_time() -> bool:
-        return max_minutes is not None and time.perf_counter() - run_started >= 60 * max_minutes
-
-    status = "completed"
-    partial_row: dict[str, Any] | None = None
-    with stop.installed():
-        for epoch in range(start_epoch, config.schedule.epochs):
-            skip = start_step if epoch == start_epoch else 0
-            epoch_sampler.start(epoch, skip=skip, batches=iters_per_epoch)
-            bar = None
-            if progress and main:
-                from tqdm import tqdm
-
-                bar = tqdm(
-                    total=iters_per_epoch,
-                    initial=skip,
-                    desc=f"epoch {epoch + 1}/{config.schedule.epochs}",
-                    unit="it",
-                    dynamic_ncols=True,
-                )
-            train_model.train()
-            loss_sum, loss_count, images_done = 0.0, 0, 0
-            window: torch.Tensor | None = None  # loss summed on the device since the last read
-            window_steps = 0
-            started = time.perf_counter()
-            step = skip
-            reason: str | None = None  # why the run stops early: "interrupted" / "time_budget"
-            lr = config.optim.lr
-            for images, masks in loader:
-                factor = poly_lr_factor(
-                    iteration,
-                    total_iters,
-                    warmup_iters=config.schedule.warmup_iters,
-                    warmup_ratio=config.schedule.warmup_ratio,
-                    power=config.schedule.power,
-                )
-                lr = config.optim.lr * factor
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = images.to(device, non_blocking=True, memory_format=memory_format)
-                masks = masks.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    outputs = (
-                        train_model(images, return_aux=True) if want_aux else train_model(images)
-                    )
-                loss = criterion(outputs, masks)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.train.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                iteration += 1
-                step += 1
-                images_done += images.shape[0] * dist_info.world_size
-                window = loss.detach() if window is None else window + loss.detach()
-                window_steps += 1
-                read = step == iters_per_epoch or iteration % read_every == 0
-                if not dist_info.enabled:  # no collective needed: look at the flags every step
-                    read = read or stop.requested or out_of_time()
-                if read:
-                    value = float(window) / window_steps
-                    if any_true(not math.isfinite(value), dist_info, device):
-                        if bar is not None:
-                            bar.close()
-                        where = (
-                            f"iteration {iteration - 1}"
-                            if window_steps == 1
-                            else f"iterations {iteration - window_steps}-{iteration - 1} "
-                            "(their mean; read every train.log_every steps on CUDA)"
-                        )
-                        kept = latest_checkpoint(ckpt_dir)
-                        raise NonFiniteLossError(
-                            f"loss is {value} at epoch {epoch + 1}, {where} (lr {lr:.3g}); "
-                            f"training stopped. Last good checkpoint: {kept or 'none yet'}. "
-                            "Lower optim.lr, set train.grad_clip, or use train.amp=none, then "
-                            "rerun (with --resume to continue from it)."
-                        )
-                    loss_sum += value * window_steps
-                    loss_count += window_steps
-                    window, window_steps = None, 0
-                    if bar is not None:
-                        rate = images_done / max(time.perf_counter() - started, 1e-9)
-                        bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                    if writer is not None and iteration % config.train.log_every == 0:
-                        writer.add_scalar("train/loss", value, iteration)
-                        writer.add_scalar("train/lr", lr, iteration)
-                    if any_true(stop.requested, dist_info, device):
-                        reason = "interrupted"
-                    elif max_minutes is not None and any_true(out_of_time(), dist_info, device):
-                        reason = "time_budget"
-                if bar is not None:
-                    bar.update(1)
-                if reason is not None:
-                    break
-            if bar is not None:
-                bar.close()
-            finished = step == iters_per_epoch
-            last_epoch = epoch + 1 == config.schedule.epochs
-            if finished and last_epoch:
-                reason = None  # the signal or the budget came with the very last step
-            if reason == "interrupted" and not finished:
-                last_checkpoint = checkpoint(epoch, step) or last_checkpoint
-                status = "interrupted"
-                if main:
-                    logger.warning("saved %s; continue with --resume", last_checkpoint)
-                break
-            elapsed = time.perf_counter() - started
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "iteration": iteration,
-                "train_loss": loss_sum / max(loss_count, 1),
-                "lr": lr,
-                "images_per_s": images_done / max(elapsed, 1e-9),
-                "epoch_time_s": elapsed,
-            }
-            if not finished:
-                row["partial"] = True  # the time budget ran out inside this epoch
-            final = last_epoch or reason == "time_budget"
-            if main and ((epoch + 1) % config.eval.every == 0 or final):
-                result = evaluate(
-                    model,
-                    val_set,
-                    num_classes=num_classes,
-                    ignore_index=config.loss.ignore_index,
-                    mode=config.eval.mode,
-                    window=config.eval.window,
-                    overlap=config.eval.overlap,
-                    scales=config.eval.scales,
-                    boundary_tolerance=config.eval.boundary_tolerance,
-                    device=device,
-                    max_samples=d.max_val_samples,
-                    progress=progress,
-                )
-                row.update({f"val_{k}": v for k, v in result.metrics.items() if k != "images"})
-                if result["miou"] > best_miou:
-                    best_miou = result["miou"]
-                    _save_best(
-                        model,
-                        best_dir,
-                        {"epoch": epoch + 1, "val_miou": best_miou, "dataset": d.format,
-                         "config": config_to_dict(config)},
-                    )  # fmt: skip
-                if writer is not None:
-                    for key, value in row.items():
-                        writer.add_scalar(f"epoch/{key}", value, epoch + 1)
-            if finished:
-                history.append(row)
-                if (epoch + 1) % config.train.checkpoint_every == 0 or final or reason:
-                    last_checkpoint = checkpoint(epoch + 1, 0) or last_checkpoint
-            else:  # continue this epoch on resume; the checkpoint's history stays whole epochs
-                partial_row = row
-                last_checkpoint = checkpoint(epoch, step) or last_checkpoint
-            if main:
-                with metrics_path.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                shown = ", ".join(
-                    f"{k}={v:.4g}"
-                    for k, v in row.items()
-                    if k in ("train_loss", "images_per_s", "val_miou")
-                )
-                logger.info("epoch %d/%d: %s", epoch + 1, config.schedule.epochs, shown)
-            barrier(dist_info)
-            if reason is not None:
-                status = reason
-                if main:
-                    logger.warning(
-                        "%s: saved %s; continue with --resume",
-                        "time budget spent" if reason == "time_budget" else "interrupted",
-                        last_checkpoint,
-                    )
-                break
-    if writer is not None:
-        writer.close()
-    if main and weights is not None and best_dir.exists():
+def _hint_adjust_prior(run: Run) -> None:
+    d, best = run.config.data, run.paths.best
+    if run.dist_info.is_main and run.class_weights is not None and best.exists():
+        weights = run.config.loss.class_weights
         logger.info(
             "trained with class weights (%s): `atrous adjust-prior --model %s --data.root %s "
             "--split %s --out <dir>` can undo over-prediction of rare classes",
-            config.loss.class_weights if isinstance(config.loss.class_weights, str) else "list",
-            best_dir,
+            weights if isinstance(weights, str) else "list",
+            best,
             d.root,
             d.train_split,
         )
-    return TrainResult(
-        status=status,
-        history=history + ([partial_row] if partial_row is not None else []),
-        best_miou=best_miou if best_miou != -math.inf else math.nan,
-        out_dir=out_dir,
-        best_dir=best_dir if best_dir.exists() else None,
-        last_checkpoint=last_checkpoint,
-        metrics_path=metrics_path,
-        model=model,
-    )
+
+
+class _Loop:
+    """One run's loop over epochs and steps; its state is ``self.state`` (checkpointed)."""
+
+    def __init__(
+        self,
+        run: Run,
+        train_model: nn.Module,
+        loader: DataLoader,
+        epoch_sampler: EpochSampler,
+        state: TrainState,
+        budget: TimeBudget,
+        log: RunLog,
+    ) -> None:
+        self.run, self.config = run, run.config
+        self.train_model, self.loader, self.epoch_sampler = train_model, loader, epoch_sampler
+        self.state, self.budget, self.log = state, budget, log
+        self.main = run.dist_info.is_main
+        self.stop = _StopFlag()
+        self.read_every = _loss_read_interval(run.device, self.config.train.log_every)
+        self.want_aux = self.config.loss.aux_weight > 0
+        self.lr = self.config.optim.lr
+        self.window: torch.Tensor | None = None  # loss summed on the device since the last read
+        self.window_steps = 0
+        self.planned = False
+        self.last_checkpoint: Path | None = None
+        self.partial_row: dict[str, Any] | None = None
+
+    def train_epochs(self) -> str:
+        """Epochs until the (planned) schedule ends; the run's status."""
+        with self.stop.installed():
+            self.budget.start()
+            while self.state.epoch < self.budget.epochs:
+                status = self._end_epoch(self._train_epoch())
+                if status is not None:
+                    return status
+        return "completed"
+
+    # --- one epoch, one step ----------------------------------------------------------
+
+    def _train_epoch(self) -> str | None:
+        """Train epoch ``state.epoch`` from ``state.step_in_epoch``; why it stopped early."""
+        s, iters = self.state, self.run.iters_per_epoch
+        if s.step_in_epoch == 0:
+            s.sums = EpochSums()
+        self.epoch_sampler.start(s.epoch, skip=s.step_in_epoch, batches=iters)
+        self.log.epoch_started(s.epoch, self.budget.epochs, iters, s.step_in_epoch)
+        self.budget.epoch_started()
+        self.train_model.train()
+        self.lr, self.window, self.window_steps = self.config.optim.lr, None, 0
+        reason = None
+        for images, masks in self.loader:
+            loss = self._step(images, masks)
+            s.iteration += 1
+            s.step_in_epoch += 1
+            self.window = loss if self.window is None else self.window + loss
+            self.window_steps += 1
+            self.log.step_done(images.shape[0] * self.run.dist_info.world_size)
+            if self.budget.step_done():
+                self._replan(steps_left=iters - s.step_in_epoch)
+            if self._read_due():
+                self._read_loss()
+                reason = self._stop_reason()
+            if reason is not None:
+                break
+        self.log.close_bar()
+        return reason
+
+    def _step(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """One optimiser step at the poly schedule's learning rate; the detached loss."""
+        run, c = self.run, self.config
+        s = c.schedule
+        factor = poly_lr_factor(
+            self.state.iteration,
+            self.budget.total_iters,
+            warmup_iters=s.warmup_iters,
+            warmup_ratio=s.warmup_ratio,
+            power=s.power,
+        )
+        self.lr = c.optim.lr * factor
+        for group in run.optimizer.param_groups:
+            group["lr"] = self.lr
+        images = images.to(run.device, non_blocking=True, memory_format=run.memory_format)
+        masks = masks.to(run.device, non_blocking=True)
+        with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            model = self.train_model
+            outputs = model(images, return_aux=True) if self.want_aux else model(images)
+        loss = run.criterion(outputs, masks)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if c.train.grad_clip is not None:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(run.model.parameters(), c.train.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        return loss.detach()
+
+    # --- loss reads and stop signals -------------------------------------------------
+
+    def _read_due(self) -> bool:
+        s = self.state
+        read = s.step_in_epoch == self.run.iters_per_epoch or s.iteration % self.read_every == 0
+        if not self.run.dist_info.enabled:  # no collective needed: look at the flags every step
+            read = read or self.stop.requested or self.budget.out_of_time()
+        return read
+
+    def _read_loss(self) -> None:
+        """Bring the summed loss to the host: NaN check, the epoch's sums, progress."""
+        assert self.window is not None
+        value = float(self.window) / self.window_steps
+        if any_true(not math.isfinite(value), self.run.dist_info, self.run.device):
+            self.log.close_bar()
+            self._raise_non_finite(value)
+        self.state.sums.add(value, self.window_steps)
+        self.window, self.window_steps = None, 0
+        self.log.loss_read(value, self.lr, self.state.iteration)
+
+    def _raise_non_finite(self, value: float) -> None:
+        s, steps = self.state, self.window_steps
+        where = (
+            f"iteration {s.iteration - 1}"
+            if steps == 1
+            else f"iterations {s.iteration - steps}-{s.iteration - 1} "
+            "(their mean; read every train.log_every steps on CUDA)"
+        )
+        kept = latest_checkpoint(self.run.paths.checkpoints)
+        raise NonFiniteLossError(
+            f"loss is {value} at epoch {s.epoch + 1}, {where} (lr {self.lr:.3g}); "
+            f"training stopped. Last good checkpoint: {kept or 'none yet'}. "
+            "Lower optim.lr, set train.grad_clip, or use train.amp=none, then "
+            "rerun (with --resume to continue from it)."
+        )
+
+    def _stop_reason(self) -> str | None:
+        """``"interrupted"`` (SIGTERM), ``"time_budget"`` or None; the same on every rank."""
+        info, device = self.run.dist_info, self.run.device
+        if any_true(self.stop.requested, info, device):
+            return "interrupted"
+        if self.budget.budget_s is not None and any_true(self.budget.out_of_time(), info, device):
+            return "time_budget"
+        return None
+
+    def _replan(self, steps_left: int) -> None:
+        """Fit the schedule to the time budget from what has been measured (rank 0 decides)."""
+        before = self.budget.epochs
+        epochs = self.budget.plan(self.state.epoch, steps_left)
+        self.budget.epochs = broadcast_int(epochs, self.run.dist_info, self.run.device)
+        if self.main and (self.budget.epochs != before or not self.planned):
+            logger.info("%s", self.budget.describe())
+        self.planned = True
+
+    # --- the end of an epoch: evaluation, checkpoint, metrics -------------------------
+
+    def _end_epoch(self, reason: str | None) -> str | None:
+        """Evaluate, checkpoint and report the epoch just trained; the status if the run ends."""
+        s = self.state
+        finished = s.step_in_epoch == self.run.iters_per_epoch
+        if finished and self.budget.can_plan():
+            self._replan(steps_left=0)
+        last_epoch = s.epoch + 1 >= self.budget.epochs
+        if finished and last_epoch:
+            reason = None  # the signal or the budget came with the very last step
+        if reason == "interrupted" and not finished:
+            self._checkpoint()
+            if self.main:
+                logger.warning("saved %s; continue with --resume", self.last_checkpoint)
+            return "interrupted"
+        row = self._epoch_row(finished)
+        final = last_epoch or reason == "time_budget"
+        if self.main and ((s.epoch + 1) % self.config.eval.every == 0 or final):
+            self._evaluate(row)
+        if finished:
+            s.history.append(row)
+            due = (s.epoch + 1) % self.config.train.checkpoint_every == 0 or final or reason
+            s.epoch, s.step_in_epoch, s.sums = s.epoch + 1, 0, EpochSums()
+            if due:
+                self._checkpoint()
+        else:  # continue this epoch on resume; the checkpoint's history stays whole epochs
+            self.partial_row = row
+            self._checkpoint()
+        self.log.epoch_row(row, self.budget.epochs)
+        self.budget.epoch_ended()
+        barrier(self.run.dist_info)
+        if reason is not None and self.main:
+            spent = "time budget spent" if reason == "time_budget" else "interrupted"
+            logger.warning("%s: saved %s; continue with --resume", spent, self.last_checkpoint)
+        return reason
+
+    def _epoch_row(self, finished: bool) -> dict[str, Any]:
+        elapsed = self.log.seconds()
+        row: dict[str, Any] = {
+            "epoch": self.state.epoch + 1,
+            "iteration": self.state.iteration,
+            "train_loss": self.state.sums.mean(),
+            "lr": self.lr,
+            "images_per_s": self.log.images / max(elapsed, 1e-9),
+            "epoch_time_s": elapsed,
+        }
+        if not finished:
+            row["partial"] = True  # the time budget ran out inside this epoch
+        return row
+
+    def _evaluate(self, row: dict[str, Any]) -> None:
+        """Validation metrics into ``row``; a new best model replaces ``best/``."""
+        run, c, s = self.run, self.config, self.state
+        self.budget.eval_started()
+        result = evaluate(
+            run.model,
+            run.val_set,
+            num_classes=run.num_classes,
+            ignore_index=c.loss.ignore_index,
+            mode=c.eval.mode,
+            window=c.eval.window,
+            overlap=c.eval.overlap,
+            scales=c.eval.scales,
+            boundary_tolerance=c.eval.boundary_tolerance,
+            device=run.device,
+            max_samples=c.data.max_val_samples,
+            progress=self.log.progress,
+        )
+        self.budget.eval_done()
+        row.update({f"val_{k}": v for k, v in result.metrics.items() if k != "images"})
+        if result["miou"] > s.best_miou:
+            s.best_miou = result["miou"]
+            save_best(run.model, run.paths.best, best_metadata(c, s.epoch + 1, s.best_miou))
+        self.log.evaluated(row, s.epoch + 1)
+
+    def _checkpoint(self) -> None:
+        """Save the state as it stands (rank 0) and prune the older checkpoints."""
+        if not self.main:
+            return
+        run, s = self.run, self.state
+        s.budget = self.budget.state()
+        info = {
+            **s.to_info(),
+            "scheduler": {
+                "name": "poly",
+                "iteration": s.iteration,
+                "total": self.budget.total_iters,
+            },
+            "world_size": run.dist_info.world_size,
+            "config": config_to_dict(self.config),
+        }
+        self.last_checkpoint = save_checkpoint(
+            run.paths.checkpoints,
+            f"epoch{s.epoch:04d}_iter{s.iteration:08d}",
+            model=run.model,
+            optimizer=run.optimizer,
+            info=info,
+            scaler_state=run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        )
+        prune_checkpoints(run.paths.checkpoints, self.config.train.keep_checkpoints)
+
+    def result(self, status: str) -> TrainResult:
+        s, paths = self.state, self.run.paths
+        return TrainResult(
+            status=status,
+            history=s.history + ([self.partial_row] if self.partial_row is not None else []),
+            best_miou=s.best_miou if s.best_miou != -math.inf else math.nan,
+            out_dir=paths.out_dir,
+            best_dir=paths.best if paths.best.exists() else None,
+            last_checkpoint=self.last_checkpoint,
+            metrics_path=paths.metrics,
+            model=self.run.model,
+        )

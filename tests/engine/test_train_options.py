@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from atrous.cli import main
-from atrous.engine import NonFiniteLossError, load_config, train, trainer
+from atrous.engine import ConfigError, NonFiniteLossError, load_config, train, trainer
+from atrous.engine.precision import Bf16Decision, decide_cpu_bf16
 from tests.data.helpers import write_folder_dataset
 
 TINY = [
@@ -103,20 +104,20 @@ def test_deferred_loss_reads_still_stop_on_nan(
     assert not (tmp_path / "bad" / "checkpoints").exists()
 
 
-def test_autocast_dtype_is_opt_in_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_autocast_dtype_is_opt_in_on_cpu() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert trainer.autocast_dtype(cuda, "fp16") is torch.float16
     assert trainer.autocast_dtype(cuda, "bf16") is torch.bfloat16
     assert trainer.autocast_dtype(cuda, "none") is None
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
-    assert trainer.autocast_dtype(cpu, "bf16") is None  # CPU runs stay float32 by default
-    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True) is torch.bfloat16
-    assert trainer.autocast_dtype(cpu, "fp16", cpu_amp=True) is None
-    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
-    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True) is None  # emulated: slower
+    faster = lambda: Bf16Decision(True, "test")  # noqa: E731
+    slower = lambda: Bf16Decision(False, "test")  # noqa: E731
+    assert trainer.autocast_dtype(cpu, "bf16", decide=faster) is None  # float32 by default
+    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True, decide=faster) is torch.bfloat16
+    assert trainer.autocast_dtype(cpu, "fp16", cpu_amp=True, decide=faster) is None
+    assert trainer.autocast_dtype(cpu, "bf16", cpu_amp=True, decide=slower) is None
 
 
-@pytest.mark.skipif(not trainer.cpu_has_native_bf16(), reason="CPU without native bfloat16")
+@pytest.mark.skipif(not decide_cpu_bf16().use, reason="bfloat16 does not pay on this CPU")
 def test_cpu_amp_trains_in_bfloat16(root: Path, tmp_path: Path) -> None:
     """With train.cpu_amp the convolutions really run in bfloat16, and training works."""
     seen: set[torch.dtype] = set()
@@ -155,6 +156,5 @@ def test_sqrt_median_frequency_weights(root: Path, monkeypatch: pytest.MonkeyPat
     got = trainer._class_weights(soft, len(full))
     assert got == pytest.approx([math.sqrt(w) for w in full])
     assert config.loss.class_weights is None and trainer._class_weights(config, len(full)) is None
-    bad = load_config(None, [f"data.root={root}", *TINY, "loss.class_weights=inverse"])
-    with pytest.raises(ValueError, match="sqrt_median_frequency"):
-        trainer._class_weights(bad, len(full))
+    with pytest.raises(ConfigError, match="sqrt_median_frequency"):  # when loaded, not later
+        load_config(None, [f"data.root={root}", *TINY, "loss.class_weights=inverse"])
