@@ -99,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
         dataset = build_dataset(data_format, root, split=split)
         model = load_pretrained(args.model, map_location=device)
     except (DataError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from atrous.engine.best import explain_missing_best
+
+        print(f"error: {explain_missing_best(args.model) or exc}", file=sys.stderr)
         return 2
     if model.num_classes != dataset.num_classes:
         print(
