@@ -18,6 +18,7 @@ import functools
 import hashlib
 import html
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +46,7 @@ from atrous.serve.limiter import (
 from atrous.serve.metrics import Metrics
 from atrous.serve.middleware import ServiceMiddleware, error_response
 from atrous.serve.render import data_url, heatmap, label_png, png_bytes, side_by_side
-from atrous.serve.service import ServedModel
+from atrous.serve.service import AllSet, ServedModel
 from atrous.serve.uploads import UploadError, decode_image, header_size, too_many_pixels
 
 logger = logging.getLogger(__name__)
@@ -246,13 +247,14 @@ def _segment_jobs(
     if not live:
         return results
     started = time.perf_counter()
-    # Only a batch of one can slide (large images get no batching key): its own
-    # cancel event stops it between windows.
-    cancel = jobs[live[0][0]].cancel if len(live) == 1 else None
+    # The batch stops (between layers, or between windows) once none of its clients waits.
+    batch_jobs = [jobs[i] for i, _ in live]
     try:
-        labels = model.segment_batch([image for _, image in live], cancel)
+        labels = model.segment_batch(
+            [image for _, image in live], AllSet([job.cancel for job in batch_jobs])
+        )
     except Cancelled as error:
-        metrics.cancelled.inc(reason=jobs[live[0][0]].cancel_reason or "unknown")
+        metrics.cancelled.inc(reason=batch_jobs[0].cancel_reason or "unknown")
         for i, _ in live:
             results[i] = error
         return results
@@ -487,14 +489,14 @@ def create_app(
             cost_s = model.estimate_s(height, width)
             if cost_s > config.request_timeout_s:
                 per_pixel = model.cost.seconds_per_pixel or 0.0
-                fits = int(config.request_timeout_s / per_pixel) if per_pixel else 0
+                fits = model.largest_within(config.request_timeout_s)
                 raise ApiError(
                     413,
                     "too_costly",
                     f"a {width}x{height} image would take about {cost_s:.0f} s on this "
                     f"server ({per_pixel * 1e6:.2f} s per megapixel measured), more than its "
                     f"{config.request_timeout_s:g} s request timeout; send an image of at most "
-                    f"about {fits / 1e6:.1f} megapixels",
+                    f"about {fits / 1e6:.1f} megapixels ({math.isqrt(fits)}x{math.isqrt(fits)})",
                 )
             if not model.slides(height, width):
                 key = ("segment", height, width)

@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,6 +23,32 @@ from atrous.constants import voc_palette
 from atrous.serve.limiter import Cancelled
 
 Colour = tuple[int, int, int]
+
+
+class CancelEvent(Protocol):
+    """What a cancellation check needs: ``threading.Event`` or :class:`AllSet`."""
+
+    def is_set(self) -> bool: ...
+
+
+# The cancel event of the segmentation that runs in the current thread, if any.
+_RUNNING = threading.local()
+
+
+def _check_cancelled(_module: nn.Module, _inputs: object) -> None:
+    cancel = getattr(_RUNNING, "cancel", None)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("stopped between layers: nobody waits for this segmentation")
+
+
+class AllSet:
+    """Set when every one of ``events`` is set: a batch stops once none of its clients waits."""
+
+    def __init__(self, events: list[threading.Event]) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return all(event.is_set() for event in self.events)
 
 
 @dataclass(frozen=True)
@@ -175,6 +201,12 @@ class ServedModel:
         )
         self.cost = CostModel()
         self._analysis_lock = threading.Lock()
+        # Every module checks the cancel event of the segmentation running in its thread
+        # before it runs, so even a whole-image forward stops within a layer once nobody
+        # waits for it (a torch call itself cannot be interrupted). A plain function, so
+        # that analyses which deep-copy the model copy no lock.
+        for module in self.model.modules():
+            module.register_forward_pre_hook(_check_cancelled)
         self._coverage_cache: OrderedDict[tuple, Any] = OrderedDict()
         self._images: OrderedDict[str, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()
         self._images_lock = threading.Lock()
@@ -234,6 +266,17 @@ class ServedModel:
         """Estimated seconds to segment an image of this size on this machine."""
         return self.cost.estimate_s(self.processed_pixels(height, width))
 
+    def largest_within(self, seconds: float) -> int:
+        """Pixels of the largest square image estimated to segment within ``seconds``."""
+        low, high = 0, 100_000
+        while low < high:
+            side = (low + high + 1) // 2
+            if self.estimate_s(side, side) <= seconds:
+                low = side
+            else:
+                high = side - 1
+        return low * low
+
     def calibrate(self, side: int = 256) -> float:
         """Measure the per-pixel cost on a ``side`` x ``side`` image (after a warm-up run)."""
         image = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
@@ -250,13 +293,22 @@ class ServedModel:
         return self.segment_batch([image])[0]
 
     def segment_batch(
-        self, images: list[np.ndarray], cancel: threading.Event | None = None
+        self, images: list[np.ndarray], cancel: CancelEvent | None = None
     ) -> list[np.ndarray]:
         """Labels for several images: same-sized small ones share forwards, large ones slide.
 
         Raises:
-            Cancelled: ``cancel`` was set between two sliding windows.
+            Cancelled: ``cancel`` was set; checked before every layer and window.
         """
+        _RUNNING.cancel = cancel
+        try:
+            return self._segment_batch(images, cancel)
+        finally:
+            _RUNNING.cancel = None
+
+    def _segment_batch(
+        self, images: list[np.ndarray], cancel: CancelEvent | None
+    ) -> list[np.ndarray]:
         small = [i for i, im in enumerate(images) if not self.slides(*im.shape[:2])]
         results: list[np.ndarray | None] = [None] * len(images)
         if small:
@@ -276,9 +328,7 @@ class ServedModel:
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()
-    def segment_windows(
-        self, image: np.ndarray, cancel: threading.Event | None = None
-    ) -> np.ndarray:
+    def segment_windows(self, image: np.ndarray, cancel: CancelEvent | None = None) -> np.ndarray:
         """Labels of a large image from overlapping windows, in bounded memory.
 
         The same windows and the same logit averaging as

@@ -54,10 +54,12 @@ def random_image(height: int = 40, width: int = 56, seed: int = 0) -> np.ndarray
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def huge_png(side: int = 30000) -> bytes:
-    """A valid 1-bit PNG of ``side`` x ``side`` pixels that compresses to ~100 kB.
+def huge_png(side: int = 30000, rows: int | None = None) -> bytes:
+    """A 1-bit PNG of ``side`` x ``side`` pixels that compresses to ~100 kB.
 
     Built by hand (rows of zeros deflated) so the test never holds the decoded image.
+    With ``rows``, only that many rows of data follow the header: a truncated file whose
+    header still declares the full size (quick to build; enough for a size check).
     """
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -67,7 +69,8 @@ def huge_png(side: int = 30000) -> bytes:
     header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])  # 1-bit greyscale
     row = b"\x00" * (1 + (side + 7) // 8)
     compressor = zlib.compressobj(9)
-    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    count = side if rows is None else rows
+    data = b"".join(compressor.compress(row) for _ in range(count)) + compressor.flush()
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
     )

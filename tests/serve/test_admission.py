@@ -73,6 +73,27 @@ def test_windows_stop_between_windows_once_cancelled(model_dir: Path) -> None:
     assert len(forwards) == 2  # of 5 x 5 = 25 windows
 
 
+def test_whole_image_forward_stops_between_layers_once_cancelled(model_dir: Path) -> None:
+    network = load_pretrained(model_dir)
+    served = ServedModel(network, name="m")
+    cancel = threading.Event()
+    convs = [m for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    ran = []
+    convs[0].register_forward_hook(lambda *_: cancel.set())  # the client leaves here
+    convs[-1].register_forward_hook(lambda *_: ran.append(1))
+    with pytest.raises(Cancelled):
+        served.segment_batch([random_image(32, 32)], cancel)
+    assert ran == []  # the last layer never ran
+    # A batch stops only when none of its clients waits.
+    from atrous.serve.service import AllSet
+
+    other = threading.Event()
+    cancel.clear()
+    labels = served.segment_batch([random_image(32, 32)] * 2, AllSet([cancel, other]))
+    assert len(labels) == 2 and ran == [1]
+    assert served.segment(random_image(16, 16)).shape == (16, 16)  # no cancel left behind
+
+
 def test_cost_counts_the_overlapping_windows(model_dir: Path) -> None:
     served = ServedModel(load_pretrained(model_dir), name="m", window=32, slide_above_pixels=1000)
     served.cost.seconds_per_pixel = 1e-6
@@ -99,7 +120,7 @@ def test_image_too_costly_for_the_timeout_is_refused_before_decoding(model_dir: 
         body = response.json()
         assert body["error"] == "too_costly"
         assert "100x100" in body["detail"] and "5 s request timeout" in body["detail"]
-        assert "0.0 megapixels" in body["detail"]  # what would fit: 5000 pixels
+        assert "0.0 megapixels (70x70)" in body["detail"]  # what would fit: 4900 pixels
         assert model.batches == []  # never decoded, never run
         small = client.post("/v1/segment?format=json", content=png(random_image(40, 40)))
         assert small.status_code == 200  # 1.6 s of estimated work fits
