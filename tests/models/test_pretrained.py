@@ -110,3 +110,28 @@ def test_unserialisable_config_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="not JSON-serialisable"):
         save_pretrained(model, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_atrous_0_1_schedule_options_still_load(tmp_path: Path) -> None:
+    # atrous 0.1 saved the schedule as three options (dilation_schedule, multi_grid,
+    # hdc_rates); such folders, the shipped camvid model among them, must keep loading.
+    model = build_model(
+        "fcn",
+        num_classes=2,
+        backbone="resnet18",
+        output_stride=8,
+        dilation_schedule="multigrid:1,3",
+    ).eval()
+    save_pretrained(model, tmp_path)
+    document = json.loads((tmp_path / "config.json").read_text())
+    document["model"].update(dilation_schedule="multigrid", multi_grid=[1, 3], hdc_rates=[1, 2])
+    (tmp_path / "config.json").write_text(json.dumps(document))
+    loaded = load_pretrained(tmp_path)
+    assert [b.conv1.dilation[0] for b in loaded.backbone.layer4] == [4, 12]
+    assert loaded.config == model.config
+    x = torch.randn(1, 3, 21, 19)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    shipped = load_pretrained("camvid")
+    assert shipped.config["dilation_schedule"] == "plain"
+    assert "multi_grid" not in shipped.config and "hdc_rates" not in shipped.config
