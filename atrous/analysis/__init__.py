@@ -1,8 +1,11 @@
 """Receptive field, exact coverage (gridding) maps, the HDC rule, schedule design and
 the effective receptive field, with their plots.
 
-Imports nothing from ``atrous.engine``, ``atrous.data`` or ``atrous.serve``; torch is
-only needed for :func:`coverage_map` of a network and :func:`effective_receptive_field`.
+Reads the dilation schedule as the one value networks are built from
+(:class:`atrous.ops.DilationSchedule`): ``hdc_check(schedule)``,
+``receptive_field_table(schedule)`` and ``check_stages(schedule, layout, output_stride)``
+need no network. Imports nothing from ``atrous.engine``, ``atrous.data`` or
+``atrous.serve``; torch is only needed for :func:`coverage_map` of a network and :func:`effective_receptive_field`.
 """
 
 from atrous.analysis.coverage import (
@@ -14,7 +17,17 @@ from atrous.analysis.coverage import (
     coverage_maps,
 )
 from atrous.analysis.erf import ERF, effective_receptive_field
-from atrous.analysis.hdc import HDCReport, Schedule, design_schedules, hdc_check, m_values
+from atrous.analysis.hdc import (
+    DesignedSchedule,
+    HDCReport,
+    Schedule,
+    StageCheck,
+    check_stages,
+    design_schedules,
+    hdc_check,
+    m_values,
+    schedule_rates,
+)
 from atrous.analysis.plots import plot_coverage, plot_erf, plot_schedules
 from atrous.analysis.receptive_field import (
     Layer,
@@ -28,13 +41,16 @@ __all__ = [
     "ERF",
     "CoverageMap",
     "CoverageRequest",
+    "DesignedSchedule",
     "HDCReport",
     "Layer",
     "RFRow",
     "Schedule",
+    "StageCheck",
     "chain_counts_1d",
     "chain_coverage",
     "chain_layers",
+    "check_stages",
     "context_module_layers",
     "coverage_map",
     "coverage_maps",
@@ -46,4 +62,5 @@ __all__ = [
     "plot_erf",
     "plot_schedules",
     "receptive_field_table",
+    "schedule_rates",
 ]

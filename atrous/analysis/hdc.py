@@ -14,6 +14,12 @@ counts of the chain (:func:`atrous.analysis.coverage.chain_coverage`).
 
 A chain of stride-1 convolutions is a convolution of kernels, which commutes, so the
 coverage depends only on the multiset of rates; the M-rule depends on their order.
+
+Both read a :class:`~atrous.ops.schedule.DilationSchedule` directly: ``hdc_check`` takes
+one (its rates, kernel size and dimensions: a causal kernel-2 temporal stack is checked
+in 1-D) and :func:`check_stages` resolves one against a backbone's
+:class:`~atrous.ops.schedule.StageLayout` and checks every dilated stage, without
+building a network.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from functools import reduce
 from typing import Any
 
 from atrous.analysis.coverage import CoverageMap, chain_counts_1d, chain_coverage
+from atrous.ops.schedule import DilationSchedule, StageLayout
 
 
 @dataclass(frozen=True)
@@ -34,8 +41,10 @@ class HDCReport:
     Attributes:
         rates: the schedule, first layer first.
         kernel_size: ``K``.
-        m_values: ``M_1..M_n`` (``M_1`` for completeness; the rule reads ``M_2``).
-        m2: ``M_2``, or ``None`` for a single layer (the rule does not apply).
+        m_values: ``M_1..M_n`` (``M_1`` for completeness; the rule reads ``M_2``); for
+            a schedule of several stages (repeated stacks), each stage's values in turn.
+        m2: ``M_2`` (the largest over the stages), or ``None`` for a single layer (the
+            rule does not apply).
         m_rule_passes: ``M_2 <= K`` (``True`` for a single layer).
         common_factor: greatest common divisor of the rates.
         has_common_factor: ``common_factor > 1`` (holes for certain: every offset reached
@@ -45,6 +54,8 @@ class HDCReport:
         receptive_field: ``1 + (K - 1) * sum(rates)``.
         passes: M-rule holds and there are no holes.
         explanation: plain sentences on why it passes or fails.
+        dims: dimensions of the convolutions (1 temporal, 2 images, 3 volumes); the
+            hole fraction is over the ``dims``-dimensional receptive field.
     """
 
     rates: tuple[int, ...]
@@ -59,12 +70,14 @@ class HDCReport:
     receptive_field: int
     passes: bool
     explanation: str
+    dims: int = 2
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
         return {
             "rates": list(self.rates),
             "kernel_size": self.kernel_size,
+            "dims": self.dims,
             "m_values": list(self.m_values),
             "m2": self.m2,
             "m_rule_passes": self.m_rule_passes,
@@ -109,23 +122,88 @@ def receptive_field_of_rates(rates: Sequence[int], kernel_size: int = 3) -> int:
     return 1 + (kernel_size - 1) * sum(int(r) for r in rates)
 
 
-def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
+def schedule_rates(schedule: DilationSchedule) -> tuple[int, ...]:
+    """The chain a schedule stands for on its own: every rate of an explicit schedule in
+    build order, or the HDC cycle.
+
+    Raises:
+        ValueError: for ``plain`` and ``multigrid``, whose rates depend on the output
+            stride: resolve them against a backbone (:func:`check_stages`).
+    """
+    if schedule.rule in ("plain", "multigrid"):
+        raise ValueError(
+            f"a {schedule.rule} schedule has no rates of its own: its rates follow the "
+            "output stride. Check it per stage with check_stages(schedule, layout, "
+            "output_stride) (atrous rf --backbone NAME --output-stride N "
+            "--dilation-schedule ...), or give explicit rates (e.g. 'hdc:1,2,5' or [1, 2, 5])"
+        )
+    return schedule.flat_rates
+
+
+def _extent(size: int, dims: int) -> str:
+    return f"{size}-sample" if dims == 1 else "x".join([str(size)] * dims)
+
+
+_MAX_CELLS = 1 << 24  # an exact n-D map larger than this is summarised from the 1-D one
+
+
+def _chain_coverage(
+    values: Sequence[int], kernel_size: int, dims: int
+) -> tuple[CoverageMap, float]:
+    """Exact coverage and hole fraction of a chain in ``dims`` dimensions.
+
+    The n-D kernels are outer products of the 1-D ones, so a position is reached exactly
+    when each of its coordinates is reached in 1-D: the hole fraction is
+    ``1 - (1 - h_1)^dims``. Maps too large to hold come back in 1-D with that fraction.
+    """
+    rf = receptive_field_of_rates(values, kernel_size)
+    if rf**dims <= _MAX_CELLS:
+        coverage = chain_coverage(values, kernel_size, dims=dims)
+        return coverage, coverage.hole_fraction
+    line = chain_coverage(values, kernel_size, dims=1)
+    return line, 1.0 - (1.0 - line.hole_fraction) ** dims
+
+
+def hdc_check(
+    rates: Sequence[int] | DilationSchedule,
+    kernel_size: int | None = None,
+    *,
+    dims: int | None = None,
+) -> HDCReport:
     """Check a schedule with the M-rule, the common-factor rule and the exact holes.
 
     Args:
-        rates: dilation rates, first layer first.
-        kernel_size: ``K``.
+        rates: dilation rates, first layer first, or a
+            :class:`~atrous.ops.schedule.DilationSchedule` (see :func:`schedule_rates`;
+            its kernel size and dimensions are used unless given here).
+        kernel_size: ``K`` (default 3, or the schedule's).
+        dims: dimensions of the convolutions (default 2, or the schedule's ``ndim``):
+            1 for temporal stacks, 3 for volumes.
 
     Returns:
         An :class:`HDCReport`; ``passes`` is the M-rule *and* no exact holes.
     """
+    groups: list[tuple[int, ...]] | None = None
+    if isinstance(rates, DilationSchedule):
+        kernel_size = rates.kernel_size if kernel_size is None else kernel_size
+        dims = rates.ndim if dims is None else dims
+        if rates.rule == "explicit" and len(rates.stages) > 1:
+            groups = [tuple(group) for _, group in rates.stages]
+        rates = schedule_rates(rates)
+    kernel_size = 3 if kernel_size is None else kernel_size
+    dims = 2 if dims is None else dims
+    if dims not in (1, 2, 3):
+        raise ValueError(f"dims must be 1, 2 or 3, got {dims}")
     values = _check_rates(rates, kernel_size)
-    ms = m_values(values)
-    m2 = ms[1] if len(values) > 1 else None
+    # The M-rule is a rule for one group of layers (HDC repeats its sawtooth group; a
+    # WaveNet repeats its 1..512 stack): with several stages it is applied per stage.
+    groups = groups or [values]
+    ms = tuple(m for group in groups for m in m_values(group))
+    group_m2 = [m_values(group)[1] for group in groups if len(group) > 1]
+    m2 = max(group_m2) if group_m2 else None
     m_rule = m2 is None or m2 <= kernel_size
     gcd = reduce(math.gcd, values)
-    coverage = chain_coverage(values, kernel_size, dims=2)
-    holes = coverage.hole_fraction
+    coverage, holes = _chain_coverage(values, kernel_size, dims)
     passes = m_rule and holes == 0
     rf = receptive_field_of_rates(values, kernel_size)
     sentences = []
@@ -134,12 +212,14 @@ def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
         sentences.append("A single layer: the M-rule needs two or more layers.")
     elif m_rule:
         sentences.append(
-            f"M_2 = {m2} <= K = {kernel_size}: the M-rule of Wang et al. (2018) holds."
+            f"M_2 = {m2} <= K = {kernel_size}: the M-rule of Wang et al. (2018) holds"
+            + (f" in each of the {len(groups)} stages." if len(groups) > 1 else ".")
         )
     else:
+        unit = "samples" if dims == 1 else "pixels"
         sentences.append(
             f"M_2 = {m2} > K = {kernel_size}: the M-rule fails; the layers above leave gaps "
-            f"of {m2} pixels that a {kernel_size}x{kernel_size} first layer at rate "
+            f"of {m2} {unit} that a {_extent(kernel_size, dims)} first layer at rate "
             f"{values[0]} cannot fill."
         )
     if gcd > 1:
@@ -154,13 +234,14 @@ def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
             else "an irregular pattern"
         )
         sentences.append(
-            f"The exact coverage of [{schedule}] leaves {holes:.1%} of its {rf}x{rf} "
-            f"receptive field unreached, in {kind}."
+            f"The exact coverage of [{schedule}] leaves {holes:.1%} of its "
+            f"{_extent(rf, dims)} receptive field unreached, in {kind}."
         )
     else:
+        where = "sample" if dims == 1 else "pixel"
         sentences.append(
-            f"The exact coverage of [{schedule}] reaches every pixel of its {rf}x{rf} "
-            f"receptive field (uniformity {coverage.uniformity:.2f})."
+            f"The exact coverage of [{schedule}] reaches every {where} of its "
+            f"{_extent(rf, dims)} receptive field (uniformity {coverage.uniformity:.2f})."
         )
     verdict = "Passes." if passes else "Fails."
     if not passes and m_rule and holes > 0:
@@ -179,12 +260,78 @@ def hdc_check(rates: Sequence[int], kernel_size: int = 3) -> HDCReport:
         receptive_field=rf,
         passes=passes,
         explanation=" ".join(sentences),
+        dims=dims,
     )
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """A hole-free schedule found by :func:`design_schedules`.
+class StageCheck:
+    """One stage of :func:`check_stages`.
+
+    Attributes:
+        name: stage name.
+        stride: the stride the stage applies (1 once the output stride is reached).
+        output_stride: the stride of its output map.
+        dilations: per-block rates.
+        chain: rates of the stage's dilated convs in order (``convs_per_block`` each).
+        report: :func:`hdc_check` of ``chain`` on the map the stage reads, or ``None``
+            for a stage that strides or does not dilate. Exact with shortcuts too:
+            every kernel includes its centre tap, so a shortcut reaches a subset of
+            what the main path reaches.
+    """
+
+    name: str
+    stride: int
+    output_stride: int
+    dilations: tuple[int, ...]
+    chain: tuple[int, ...]
+    report: HDCReport | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view."""
+        report = self.report
+        return {
+            "name": self.name,
+            "stride": self.stride,
+            "output_stride": self.output_stride,
+            "dilations": list(self.dilations),
+            "chain": list(self.chain),
+            "receptive_field": None if report is None else report.receptive_field,
+            "m2": None if report is None else report.m2,
+            "common_factor": None if report is None else report.common_factor,
+            "hole_fraction": 0.0 if report is None else report.hole_fraction,
+            "passes": True if report is None else report.passes,
+        }
+
+
+def check_stages(
+    schedule: DilationSchedule,
+    layout: StageLayout,
+    output_stride: int,
+    *,
+    model: str = "this backbone",
+) -> list[StageCheck]:
+    """Per-stage rates and exact holes of ``schedule`` on a backbone, without building it.
+
+    Each dilated stage is checked on the grid it reads (the previous stage's map),
+    where gridding shows; the schedule is resolved exactly as the backbone resolves it.
+    """
+    plans = schedule.resolve(layout, output_stride, model=model)
+    checks = []
+    for plan in plans:
+        chain = tuple(rate for rate in plan.dilations for _ in range(layout.convs_per_block))
+        dilated = plan.stride == 1 and any(rate > 1 for rate in chain)
+        report = hdc_check(chain, schedule.kernel_size, dims=schedule.ndim) if dilated else None
+        checks.append(
+            StageCheck(plan.name, plan.stride, plan.output_stride, plan.dilations, chain, report)
+        )
+    return checks
+
+
+@dataclass(frozen=True)
+class DesignedSchedule:
+    """A hole-free schedule found by :func:`design_schedules` (a search result; the
+    schedule a network is built from is :class:`~atrous.ops.schedule.DilationSchedule`).
 
     Attributes:
         rates: rates in the order to build them (ascending, the order HDC uses).
@@ -214,6 +361,10 @@ class Schedule:
     def rf(self) -> int:
         """Short name for ``receptive_field``."""
         return self.receptive_field
+
+    def to_schedule(self) -> DilationSchedule:
+        """The :class:`~atrous.ops.schedule.DilationSchedule` to build these rates with."""
+        return DilationSchedule.explicit(self.rates, kernel_size=self.kernel_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -286,7 +437,7 @@ def design_schedules(
     limit: int = 10,
     *,
     max_candidates: int = 200_000,
-) -> list[Schedule]:
+) -> list[DesignedSchedule]:
     """Hole-free schedules whose receptive field reaches ``target_rf``, fewest layers first.
 
     The search runs over ascending schedules grown from hole-free prefixes (each new
@@ -336,7 +487,7 @@ def design_schedules(
         coverage = chain_coverage(rates, kernel_size, dims=1)
         ms = m_values(rates)
         schedules.append(
-            Schedule(
+            DesignedSchedule(
                 rates=rates,
                 kernel_size=kernel_size,
                 receptive_field=receptive_field_of_rates(rates, kernel_size),
@@ -364,7 +515,7 @@ def _uniformity_2d(line: Any) -> float:
     return 1.0 / (1.0 + cv)
 
 
-def _explain(schedule: Schedule, all_found: Sequence[Schedule]) -> Schedule:
+def _explain(schedule: DesignedSchedule, all_found: Sequence[DesignedSchedule]) -> DesignedSchedule:
     best_uniformity = max(s.uniformity for s in all_found)
     fewest = min(s.layers for s in all_found)
     parts = [
@@ -383,7 +534,7 @@ def _explain(schedule: Schedule, all_found: Sequence[Schedule]) -> Schedule:
             f"Coverage uniformity {schedule.uniformity:.2f} (best {best_uniformity:.2f}): "
             "some pixels are counted much more often than others."
         )
-    return Schedule(
+    return DesignedSchedule(
         rates=schedule.rates,
         kernel_size=schedule.kernel_size,
         receptive_field=schedule.receptive_field,
@@ -395,12 +546,19 @@ def _explain(schedule: Schedule, all_found: Sequence[Schedule]) -> Schedule:
     )
 
 
+Schedule = DesignedSchedule
+"""Old name of :class:`DesignedSchedule`."""
+
 __all__ = [
+    "DesignedSchedule",
     "HDCReport",
     "Schedule",
+    "StageCheck",
     "chain_counts_1d",
+    "check_stages",
     "design_schedules",
     "hdc_check",
     "m_values",
     "receptive_field_of_rates",
+    "schedule_rates",
 ]

@@ -3,8 +3,8 @@
 Works on any model shaped like :class:`atrous.models.Segmentor` (duck-typed, nothing is
 imported from the model zoo): ``model.backbone(x)`` returns ``{stage: feature_map}``,
 ``model.backbone.feature_info`` lists each stage's ``name``, ``stride``, ``dilation``
-(per block) and ``convs`` (main-path layers), and ``model.classifier`` reads the maps
-named in ``model.head_inputs``.
+(per block) and ``convs`` (main-path :class:`~atrous.ops.schedule.ConvGeometry`), and
+``model.classifier`` reads the maps named in ``model.head_inputs``.
 
 Gridding is a property of the grid a dilated stage reads: at the image, every feature
 position of a stride-8 map already covers a large patch, so no holes show. Each stage is
@@ -21,7 +21,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from atrous.analysis.coverage import CoverageMap, CoverageRequest, coverage_maps
-from atrous.analysis.receptive_field import Layer, receptive_field_table
+from atrous.analysis.receptive_field import Layer, as_layer, receptive_field_table
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,6 @@ class _HeadProbe(nn.Module):
         return features
 
 
-def _layers_of(convs: Sequence[Any]) -> list[Layer]:
-    return [
-        Layer(
-            "pool" if getattr(spec, "kind", "conv") != "conv" else "conv",
-            int(spec.kernel_size),
-            int(spec.stride),
-            int(spec.dilation),
-        )
-        for spec in convs
-    ]
-
-
 def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257)) -> list[StageRow]:
     """Receptive field and holes per backbone stage, plus the head.
 
@@ -147,7 +135,7 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
     chain: list[Layer] = []
     previous: str | None = None
     for info, base in zip(infos, bases):
-        chain += _layers_of(getattr(info, "convs", ()))
+        chain += [as_layer(spec) for spec in getattr(info, "convs", ())]
         at_image = next(maps)
         on_grid = next(maps) if previous is not None else None
         on_base = next(maps) if base is not None else None

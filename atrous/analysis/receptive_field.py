@@ -12,6 +12,9 @@ with ``size_0 = 1``, ``jump_0 = 1``, ``start_0 = 0`` (pixel-index coordinates: t
 output's receptive field is centred on input pixel ``start``). This is the box that
 *could* be reached; whether every pixel inside it is actually reached (gridding) is
 what :func:`atrous.analysis.coverage_map` answers.
+
+A causal layer (temporal networks) pads only on the left, ``p = r (K - 1)``, so the
+first output's field ends at input sample 0: ``start = -(size - 1) / 2``.
 """
 
 from __future__ import annotations
@@ -20,41 +23,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-_KINDS = ("conv", "pool")
+from atrous.ops.schedule import CONTEXT_MODULE, ConvGeometry, DilationSchedule
 
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer of a chain: a (dilated) convolution or a pooling window.
-
-    Attributes:
-        kind: ``"conv"`` or ``"pool"`` (pools have no dilation in practice but may).
-        kernel_size: taps per spatial dimension.
-        stride: step between outputs.
-        dilation: rate ``r``; the kernel reads every ``r``-th input sample.
-        padding: zero padding on each side (moves ``start``, not ``size``).
-    """
-
-    kind: str = "conv"
-    kernel_size: int = 3
-    stride: int = 1
-    dilation: int = 1
-    padding: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ValueError(f"Layer.kind must be one of {_KINDS}, got {self.kind!r}")
-        for name in ("kernel_size", "stride", "dilation"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Layer.{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.padding, int) or self.padding < 0:
-            raise ValueError(f"Layer.padding must be an int >= 0, got {self.padding!r}")
-
-    @property
-    def effective_kernel_size(self) -> int:
-        """Input samples one output reads along one dimension: ``r (k - 1) + 1``."""
-        return self.dilation * (self.kernel_size - 1) + 1
+Layer = ConvGeometry
+"""One layer of a chain: :class:`atrous.ops.schedule.ConvGeometry` (the one geometry type;
+``Layer`` is its name in the analysis API)."""
 
 
 @dataclass(frozen=True)
@@ -97,20 +70,25 @@ def as_layer(spec: LayerLike) -> Layer:
             return Layer(values[0], *values[1:])
         return Layer("conv", *values)
     raise TypeError(
-        f"cannot read a layer from {spec!r}; pass Layer(...), a dict or "
+        f"cannot read a layer from {spec!r}; pass ConvGeometry(...), a dict or "
         "(kernel_size, stride, dilation, padding)"
     )
 
 
-def receptive_field_table(layers: Iterable[LayerLike]) -> list[RFRow]:
+def receptive_field_table(layers: Iterable[LayerLike] | DilationSchedule) -> list[RFRow]:
     """Receptive field size, jump and start after every layer of a chain.
 
     Args:
-        layers: the chain, first layer first; see :func:`as_layer` for accepted forms.
+        layers: the chain, first layer first (see :func:`as_layer` for accepted forms),
+            or a :class:`~atrous.ops.schedule.DilationSchedule`, read as its
+            :meth:`~atrous.ops.schedule.DilationSchedule.layers` (every rate in build
+            order, with its kernel size and causal padding).
 
     Returns:
         One :class:`RFRow` per layer.
     """
+    if isinstance(layers, DilationSchedule):
+        layers = layers.layers()
     rows: list[RFRow] = []
     size, jump, start = 1, 1, 0.0
     for spec in layers:
@@ -124,26 +102,28 @@ def receptive_field_table(layers: Iterable[LayerLike]) -> list[RFRow]:
 
 
 def chain_layers(
-    rates: Sequence[int], kernel_size: int = 3, *, same_padding: bool = True
+    rates: Sequence[int],
+    kernel_size: int = 3,
+    *,
+    same_padding: bool = True,
+    causal: bool = False,
 ) -> list[Layer]:
-    """Stride-1 convolutions with the given rates (``same`` padding by default)."""
-    return [
-        Layer(
-            "conv",
-            kernel_size,
-            1,
-            int(rate),
-            (kernel_size - 1) * int(rate) // 2 if same_padding else 0,
-        )
-        for rate in rates
-    ]
+    """Stride-1 convolutions with the given rates (``same`` padding by default).
+
+    ``causal`` pads on the left only (``r (K - 1)``), as temporal networks do.
+    """
+    if same_padding:
+        return [ConvGeometry.same(kernel_size, int(rate), causal=causal) for rate in rates]
+    return [ConvGeometry("conv", kernel_size, 1, int(rate), 0, causal) for rate in rates]
 
 
 def context_module_layers(
-    dilations: Sequence[int] = (1, 1, 2, 4, 8, 16, 1), kernel_size: int = 3
+    dilations: Sequence[int] = CONTEXT_MODULE.flat_rates, kernel_size: int = 3
 ) -> list[Layer]:
     """The context module of Yu & Koltun (2016, arXiv:1511.07122) followed by its final 1x1.
 
-    With the defaults the receptive fields are 3, 5, 9, 17, 33, 65, 67, 67.
+    The default rates are :data:`atrous.ops.schedule.CONTEXT_MODULE`, the schedule the
+    module in ``atrous.models.heads.context`` is built from; the receptive fields are
+    3, 5, 9, 17, 33, 65, 67, 67.
     """
     return [*chain_layers(dilations, kernel_size), Layer("conv", 1)]
