@@ -13,7 +13,7 @@ separate processes, as in use) and runs, each bounded in requests and time:
 3. **hung-up clients**: eight clients upload a normal image and hang up after 0.5 s;
    what still runs or waits 1 s later, and how many queued jobs were skipped.
 4. **windows cancelled** (second server, ``--request-timeout 600`` so that the large
-   image is admitted and runs through sliding windows): the client hangs up after 3 s;
+   image is admitted and runs through sliding windows): the client hangs up after 6 s;
    how long the server stays busy after that, and its peak memory.
 
     .venv/bin/python benchmarks/serve_load.py --requests 100 --concurrency 8 --torch-threads 1
@@ -275,7 +275,7 @@ def windows_phase(url: str, port: int, server: subprocess.Popen) -> None:
     before = httpx.get(f"{url}/metrics").text
     with PeakMemory(server.pid) as peak:
         started = time.perf_counter()
-        hang_up_after(port, body, 3.0)
+        hang_up_after(port, body, 6.0)
         hung_up = time.perf_counter()
         while (
             httpx.get(f"{url}/readyz").json()["load"]["running"]
@@ -287,10 +287,13 @@ def windows_phase(url: str, port: int, server: subprocess.Popen) -> None:
     cancelled = metric_sum(after, "atrous_jobs_cancelled_total") - metric_sum(
         before, "atrous_jobs_cancelled_total"
     )
+    windows = metric_sum(after, "atrous_inference_batch_size_sum") - metric_sum(
+        before, "atrous_inference_batch_size_sum"
+    )
     print("\n[windows cancelled] 4000x3999 PNG admitted (--request-timeout 600), "
-          "client hangs up after 3 s")  # fmt: skip
-    print(f"  server busy {busy_after:.2f} s after the hang-up; cancelled between windows: "
-          f"{cancelled:.0f}; memory idle {idle:.0f} MB, peak {peak.peak:.0f} MB "
+          "client hangs up after 6 s")  # fmt: skip
+    print(f"  server busy {busy_after:.2f} s after the hang-up; stopped: "
+          f"{cancelled:.0f}, finished: {windows:.0f}; memory idle {idle:.0f} MB, peak {peak.peak:.0f} MB "
           f"({peak.peak / idle:.2f}x)")  # fmt: skip
     del started
 
@@ -320,7 +323,8 @@ def main() -> int:
             results = [load_phase(url, args, deadline), large_phase(url, server)]
             results.append(hang_up_phase(url, int(url.rsplit(":", 1)[1]), args))
             healthy = httpx.get(f"{url}/healthz").status_code == 200
-            sample = [line for line in log_path.read_text().splitlines() if line.startswith('{"')]
+            lines = log_path.read_text().splitlines()
+            sample = [line for line in lines if line.startswith('{"') and '"error"' in line]
             if sample:
                 print(f"\naccess log line: {sample[-1]}")
         print(f"healthy after: {healthy}")

@@ -230,9 +230,14 @@ def _segment_jobs(
 
     results: list[Any] = [None] * len(jobs)
     decoded: list[tuple[int, np.ndarray]] = []
+
+    def drop(index: int) -> None:
+        metrics.cancelled.inc(reason=jobs[index].cancel_reason or "unknown")
+        results[index] = Cancelled("nobody waits for this request any more")
+
     for index, job in enumerate(jobs):
         if job.cancel.is_set():
-            results[index] = Cancelled("nobody waits for this request any more")
+            drop(index)
             continue
         try:
             decoded.append(
@@ -243,7 +248,7 @@ def _segment_jobs(
     live = [(i, image) for i, image in decoded if not jobs[i].cancel.is_set()]
     for i, _ in decoded:
         if jobs[i].cancel.is_set():
-            results[i] = Cancelled("nobody waits for this request any more")
+            drop(i)
     if not live:
         return results
     started = time.perf_counter()

@@ -118,7 +118,7 @@ class Metrics:
         )
         self.cancelled = Counter(
             "atrous_jobs_cancelled_total",
-            "Running inferences stopped between layers or windows, by reason.",
+            "Started inferences stopped (after decoding, between layers or windows), by reason.",
         )
         self.batch_size = Histogram(
             "atrous_inference_batch_size", "Requests segmented per forward batch.", BATCH_BUCKETS
