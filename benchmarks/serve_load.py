@@ -263,8 +263,8 @@ def hang_up_phase(url: str, port: int, args: argparse.Namespace) -> bool:
     stopped = metric_sum(after, "atrous_jobs_cancelled_total") - metric_sum(
         before, "atrous_jobs_cancelled_total"
     )
-    print(f"  queued jobs skipped without running: {skipped:.0f}; running batches stopped "
-          f"between layers: {stopped:.0f}; images segmented to the end: {ran:.0f}")  # fmt: skip
+    print(f"  queued jobs skipped without running: {skipped:.0f}; started jobs stopped (after "
+          f"decoding or between layers): {stopped:.0f}; images segmented to the end: {ran:.0f}")  # fmt: skip
     return load["waiting"] == 0
 
 
@@ -307,16 +307,22 @@ def main() -> int:
     parser.add_argument("--hangup-size", type=int, default=768, help="hung-up clients' image side")
     parser.add_argument("--time-limit", type=float, default=900, help="seconds, all included")
     parser.add_argument("--torch-threads", type=int, help="passed to atrous serve")
+    parser.add_argument(
+        "--max-batch-size", type=int, default=4, help="passed to atrous serve (1: no batching)"
+    )
     args = parser.parse_args()
     if args.requests < 1 or args.concurrency < 1:
         parser.error("--requests and --concurrency must be >= 1")
     deadline = time.monotonic() + args.time_limit
-    extra = ["--torch-threads", str(args.torch_threads)] if args.torch_threads else []
+    extra = ["--max-batch-size", str(args.max_batch_size)]
+    if args.torch_threads:
+        extra += ["--torch-threads", str(args.torch_threads)]
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         model = args.model or default_model(folder)
         print(f"model: {args.model or 'dilated_net (random init, width 32, 11 classes)'}; "
-              f"torch threads {args.torch_threads or 'default'}")  # fmt: skip
+              f"torch threads {args.torch_threads or 'default'}, "
+              f"max batch {args.max_batch_size}")  # fmt: skip
         with serve(model, folder, extra, deadline) as (url, server, log_path):
             info = httpx.get(f"{url}/v1/models").json()["models"][0]
             print(f"measured cost: {info['seconds_per_megapixel']} s per megapixel")
