@@ -13,6 +13,7 @@ from atrous.models.deeplab import deeplabv3, deeplabv3plus, duc_hdc, fcn
 from atrous.models.dilated_net import dilated_net
 from atrous.models.drn import drn_c_26, drn_d_22
 from atrous.models.lraspp import lraspp
+from atrous.models.realtime import erfnet
 from atrous.models.segmentor import Segmentor
 
 MODELS: dict[str, Callable[..., Segmentor]] = {
@@ -22,6 +23,7 @@ MODELS: dict[str, Callable[..., Segmentor]] = {
     "drn_c_26": drn_c_26,
     "drn_d_22": drn_d_22,
     "duc_hdc": duc_hdc,
+    "erfnet": erfnet,
     "fcn": fcn,
     "lraspp": lraspp,
 }
