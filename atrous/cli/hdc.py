@@ -1,6 +1,8 @@
 """``atrous hdc``: check a dilation schedule against the HDC rules, or design one.
 
 atrous hdc --kernel 3 --rates 2,2,2              # M-rule, common factor, exact holes
+atrous hdc --schedule hdc:1,2,5                   # a schedule value
+atrous hdc --kernel 2 --rates 1,2,4,8,16,32,64,128,256,512 --repeat 3 --ndim 1 --causal
 atrous hdc --kernel 3 --target-rf 67 --max-layers 6 --max-rate 16
 """
 
@@ -10,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from atrous.cli.rf import parse_rates
+from atrous.cli.rf import add_chain_arguments, chain_schedule, parse_rates, parse_schedule
 
 NAME = "hdc"
 
@@ -25,8 +27,14 @@ def register(subparsers: Any) -> None:
             "hole-free schedules reaching that receptive field, fewest layers first."
         ),
     )
-    parser.add_argument("--kernel", type=int, default=3, help="kernel size k (default 3)")
-    parser.add_argument("--rates", type=parse_rates, help="schedule to check, e.g. 1,2,5")
+    add_chain_arguments(parser)
+    parser.add_argument(
+        "--schedule",
+        dest="dilation_schedule",
+        type=parse_schedule,
+        metavar="SCHEDULE",
+        help="schedule value to check: hdc:1,2,5 or JSON {stage: [rates]} (one stage each)",
+    )
     parser.add_argument("--target-rf", type=int, help="receptive field to design for")
     parser.add_argument("--max-layers", type=int, default=8, help="design: most layers (8)")
     parser.add_argument("--max-rate", type=int, help="design: largest rate allowed")
@@ -50,18 +58,24 @@ def register(subparsers: Any) -> None:
 def _check(args: argparse.Namespace) -> int:
     from atrous.analysis import hdc_check
 
-    report = hdc_check(args.rates, args.kernel)
+    schedule = chain_schedule(args)
+    report = hdc_check(schedule)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "causal": schedule.causal}, indent=2))
     else:
         m2 = "n/a" if report.m2 is None else str(report.m2)
         print(f"rates           {','.join(map(str, report.rates))}  (kernel {report.kernel_size})")
+        if report.dims != 2 or schedule.causal:
+            causal = ", causal" if schedule.causal else ""
+            stacks = f", {len(schedule.stages)} stacks" if len(schedule.stages) > 1 else ""
+            print(f"dimensions      {report.dims}{causal}{stacks}")
         print(f"M_1..M_n        {','.join(map(str, report.m_values))}")
         print(
             f"M_2 <= K        {m2} <= {report.kernel_size}: {'yes' if report.m_rule_passes else 'no'}"
         )
         print(f"common factor   {report.common_factor}")
-        print(f"receptive field {report.receptive_field}x{report.receptive_field}")
+        extent = "x".join([str(report.receptive_field)] * report.dims)
+        print(f"receptive field {extent}")
         print(f"hole fraction   {report.hole_fraction:.1%}")
         print(f"verdict         {'PASS' if report.passes else 'FAIL'}")
         print(report.explanation)
@@ -69,15 +83,16 @@ def _check(args: argparse.Namespace) -> int:
         from atrous.analysis import plot_schedules
 
         schedules = [list(report.rates), *args.compare]
-        print(f"wrote {plot_schedules(schedules, args.plot, kernel_size=args.kernel)}")
+        print(f"wrote {plot_schedules(schedules, args.plot, kernel_size=report.kernel_size)}")
     return 1 if args.strict and not report.passes else 0
 
 
 def _design(args: argparse.Namespace) -> int:
     from atrous.analysis import design_schedules
 
+    kernel = 3 if args.kernel is None else args.kernel
     schedules = design_schedules(
-        kernel_size=args.kernel,
+        kernel_size=kernel,
         target_rf=args.target_rf,
         max_layers=args.max_layers,
         max_rate=args.max_rate,
@@ -107,13 +122,13 @@ def _design(args: argparse.Namespace) -> int:
         from atrous.analysis import plot_schedules
 
         chosen = [s.rates for s in schedules[:3]]
-        print(f"wrote {plot_schedules(chosen, args.plot, kernel_size=args.kernel)}")
+        print(f"wrote {plot_schedules(chosen, args.plot, kernel_size=kernel)}")
     return 0 if schedules else 1
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rates:
+    if args.rates or args.dilation_schedule is not None:
         return _check(args)
     if args.target_rf:
         return _design(args)
-    raise SystemExit("atrous hdc: give --rates (to check) or --target-rf (to design)")
+    raise SystemExit("atrous hdc: give --rates or --schedule (to check) or --target-rf (to design)")

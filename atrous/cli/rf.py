@@ -1,6 +1,9 @@
 """``atrous rf``: receptive-field table and exact holes of a dilation chain or a built model.
 
 atrous rf --kernel 3 --rates 1,1,2,4,8,16,1 [--append-1x1] [--json] [--plot coverage.png]
+atrous rf --kernel 2 --rates 1,2,4,8,16,32,64,128,256,512 --repeat 3 --causal --ndim 1
+atrous rf --schedule hdc:1,2,5                      # a schedule value's own rates
+atrous rf --backbone resnet50 --output-stride 8 --dilation-schedule hdc   # no network
 atrous rf --model deeplabv3 --backbone resnet50 --output-stride 8 [--dilation-schedule hdc]
 """
 
@@ -26,6 +29,79 @@ def parse_rates(text: str) -> list[int]:
     return rates
 
 
+def parse_schedule(text: str) -> Any:
+    """A :class:`~atrous.ops.schedule.DilationSchedule` from the command line.
+
+    ``plain``, ``multigrid[:1,2,4]``, ``hdc[:1,2,5]``, or JSON (``'{"layer4": [2, 3]}'``,
+    or the dict form a model config stores).
+    """
+    from atrous.ops.schedule import DilationSchedule
+
+    try:
+        value = json.loads(text) if text.lstrip().startswith(("{", "[")) else text
+        return DilationSchedule.parse(value)
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_chain_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options describing a chain of stride-1 dilated convs (shared by ``rf`` and ``hdc``)."""
+    parser.add_argument("--kernel", type=int, help="kernel size k (default 3, or the --schedule's)")
+    parser.add_argument("--rates", type=parse_rates, help="dilation rates, e.g. 1,1,2,4,8,16,1")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="stack the rates this many times (WaveNet: 1,2,...,512 --repeat 3)",
+    )
+    parser.add_argument(
+        "--ndim",
+        type=int,
+        choices=(1, 2, 3),
+        help="1 (temporal), 2 (images, the default) or 3 (volumes)",
+    )
+    parser.add_argument(
+        "--causal",
+        action="store_true",
+        help="temporal convs that read only the past (all padding on the left)",
+    )
+
+
+def chain_schedule(args: argparse.Namespace) -> Any:
+    """The schedule a chain command describes: ``--rates`` (x ``--repeat``) or ``--schedule``.
+
+    ``--kernel``, ``--ndim`` and ``--causal`` override what the schedule says.
+    """
+    from atrous.analysis.hdc import schedule_rates
+    from atrous.ops.schedule import DilationSchedule
+
+    given = getattr(args, "dilation_schedule", None)
+    if args.rates:
+        stages = {"layers": tuple(args.rates)}
+        base = DilationSchedule.explicit(stages)
+    else:
+        base = given
+        try:
+            rates = schedule_rates(base)
+        except ValueError as error:
+            raise SystemExit(f"atrous {args.command}: {error}") from None
+        stages = dict(base.stages) if base.rule == "explicit" else {"layers": rates}
+    if args.repeat < 1:
+        raise SystemExit(f"atrous {args.command}: --repeat must be >= 1, got {args.repeat}")
+    if args.repeat > 1:
+        one = tuple(rate for rates in stages.values() for rate in rates)
+        stages = {f"stack{index + 1}": one for index in range(args.repeat)}
+    try:
+        return DilationSchedule.explicit(
+            stages,
+            kernel_size=args.kernel if args.kernel is not None else base.kernel_size,
+            ndim=args.ndim if args.ndim is not None else base.ndim,
+            causal=args.causal or base.causal,
+        )
+    except ValueError as error:
+        raise SystemExit(f"atrous {args.command}: {error}") from None
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that build a zoo model (shared by ``rf`` and ``erf``)."""
     group = parser.add_argument_group("built model")
@@ -34,13 +110,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--output-stride", type=int, help="8, 16 or 32")
     group.add_argument(
         "--dilation-schedule",
-        choices=("plain", "multigrid", "hdc"),
-        help="per-block dilation generator (plain = torchvision layout)",
+        "--schedule",
+        dest="dilation_schedule",
+        type=parse_schedule,
+        metavar="SCHEDULE",
+        help=(
+            "dilation schedule: plain (torchvision's layout), multigrid[:1,2,4], "
+            "hdc[:1,2,5,9] or JSON {stage: [rates]}"
+        ),
     )
-    group.add_argument(
-        "--multi-grid", type=parse_rates, help="unit rates for multigrid, e.g. 1,2,4"
-    )
-    group.add_argument("--hdc-rates", type=parse_rates, help="sawtooth cycle for hdc, e.g. 1,2,5,9")
     group.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
     group.add_argument(
         "--input-size", type=int, default=257, help="square input side in pixels (default 257)"
@@ -59,12 +137,8 @@ def build_from_args(args: argparse.Namespace) -> Any:
         options["backbone"] = args.backbone
     if args.output_stride:
         options["output_stride"] = args.output_stride
-    if args.dilation_schedule and args.dilation_schedule != "plain":
-        options["dilation_schedule"] = args.dilation_schedule
-    if args.multi_grid:
-        options["multi_grid"] = tuple(args.multi_grid)
-    if args.hdc_rates:
-        options["hdc_rates"] = tuple(args.hdc_rates)
+    if args.dilation_schedule is not None:
+        options["dilation_schedule"] = args.dilation_schedule.to_config()
     if getattr(args, "meta", False):
         # Coverage never reads conv or norm weights: skip initialising them.
         import torch
@@ -82,13 +156,14 @@ def register(subparsers: Any) -> None:
         NAME,
         help="receptive field and exact holes of a dilation chain or a model",
         description=(
-            "Print the receptive-field table (size, jump, start) of a chain of k x k "
-            "dilated convolutions with the exact hole fraction after each layer, or the "
-            "per-stage receptive fields and holes of a built model."
+            "Print the receptive-field table (size, jump, start) of a chain of dilated "
+            "convolutions (1-D temporal, causal or not, 2-D or 3-D) with the exact hole "
+            "fraction after each layer; the per-stage rates and holes of a dilation "
+            "schedule on a backbone (--backbone, no network built); or the per-stage "
+            "receptive fields and holes of a built model (--model)."
         ),
     )
-    parser.add_argument("--kernel", type=int, default=3, help="kernel size k (default 3)")
-    parser.add_argument("--rates", type=parse_rates, help="dilation rates, e.g. 1,1,2,4,8,16,1")
+    add_chain_arguments(parser)
     parser.add_argument(
         "--append-1x1", action="store_true", help="end with a 1x1 conv (Yu & Koltun's module)"
     )
@@ -102,52 +177,119 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _run_chain(args: argparse.Namespace) -> int:
-    from atrous.analysis import chain_coverage, chain_layers, receptive_field_table
-    from atrous.analysis.receptive_field import Layer
+def _extent(size: int, ndim: int) -> str:
+    return f"{size} samples" if ndim == 1 else "x".join([str(size)] * ndim)
 
-    layers = chain_layers(args.rates, args.kernel)
+
+def _run_chain(args: argparse.Namespace) -> int:
+    from atrous.analysis import chain_coverage, receptive_field_table
+    from atrous.ops.schedule import ConvGeometry
+
+    schedule = chain_schedule(args)
+    ndim = schedule.ndim
+    layers = list(schedule.layers())
     if args.append_1x1:
-        layers.append(Layer("conv", 1))
+        layers.append(ConvGeometry("conv", 1))
     rows = receptive_field_table(layers)
+    rates = [layer.dilation for layer in layers]
+    kernels = [layer.kernel_size for layer in layers]
+    # Holes per layer from the 1-D chain: the n-D kernels are outer products, so a
+    # position is reached exactly when each coordinate is (1 - (1 - h_1)^ndim).
     holes = [
-        chain_coverage(
-            [layer.dilation for layer in layers[: i + 1]],
-            [layer.kernel_size for layer in layers[: i + 1]],
-        )
+        1.0 - (1.0 - chain_coverage(rates[: i + 1], kernels[: i + 1], dims=1).hole_fraction) ** ndim
         for i in range(len(layers))
     ]
-    final = holes[-1]
+    size = rows[-1].size
+    dims = ndim if size**ndim <= 1 << 24 else 1  # a 3-D map of a huge field is summarised
+    final = chain_coverage(rates, kernels, dims=dims)
     if args.json:
         document = {
-            "kernel_size": args.kernel,
-            "rates": args.rates,
-            "layers": [
-                {**row.to_dict(), "hole_fraction": cov.hole_fraction}
-                for row, cov in zip(rows, holes)
-            ],
-            "coverage": final.to_dict(),
+            "kernel_size": schedule.kernel_size,
+            "rates": list(schedule.flat_rates),
+            "ndim": ndim,
+            "causal": schedule.causal,
+            "schedule": schedule.to_config(),
+            "layers": [{**row.to_dict(), "hole_fraction": hole} for row, hole in zip(rows, holes)],
+            "coverage": {**final.to_dict(), "hole_fraction": holes[-1], "dims": dims},
         }
         print(json.dumps(document, indent=2))
     else:
         header = f"{'layer':>5} {'kernel':>6} {'rate':>5} {'RF size':>8} {'jump':>5} {'start':>6} {'holes':>7}"
         print(header)
-        for index, (row, cov) in enumerate(zip(rows, holes), start=1):
+        for index, (row, hole) in enumerate(zip(rows, holes), start=1):
             layer = row.layer
             print(
                 f"{index:>5} {layer.kernel_size:>6} {layer.dilation:>5} {row.size:>8} "
-                f"{row.jump:>5} {row.start:>6g} {_percent(cov.hole_fraction):>7}"
+                f"{row.jump:>5} {row.start:>6g} {_percent(hole):>7}"
             )
         grid = f", holes on a grid of period {final.grid_period}" if final.is_grid else ""
         print(
-            f"receptive field {rows[-1].size}x{rows[-1].size}, hole fraction "
-            f"{final.hole_fraction:.1%}{grid}, uniformity {final.uniformity:.2f}"
+            f"receptive field {_extent(size, ndim)}, hole fraction "
+            f"{holes[-1]:.1%}{grid}, uniformity {final.uniformity:.2f}"
+            + ("" if dims == ndim else " (of the 1-D chain)")
         )
+        if schedule.causal:
+            print(
+                f"causal: the output at step t reads steps t-{size - 1} .. t, never a later "
+                "one (start is the field's centre, (size - 1) / 2 before the output)"
+            )
     if args.plot:
         from atrous.analysis import plot_coverage
 
-        title = f"{args.kernel}x{args.kernel}, rates " + ",".join(map(str, args.rates))
-        print(f"wrote {plot_coverage(final, args.plot, title=title)}")
+        shown = final if final.counts.ndim <= 2 else chain_coverage(rates, kernels, dims=2)
+        title = f"{schedule.kernel_size}-tap, rates " + ",".join(map(str, schedule.flat_rates))
+        if shown is not final:
+            title += " (2-D slice)"
+        print(f"wrote {plot_coverage(shown, args.plot, title=title)}")
+    return 0
+
+
+def _run_layout(args: argparse.Namespace) -> int:
+    from atrous.analysis import check_stages
+    from atrous.models.backbones.factory import backbone_layout
+    from atrous.ops.schedule import DilationSchedule
+
+    if not args.output_stride:
+        raise SystemExit("atrous rf: give --output-stride (8, 16 or 32) with --backbone")
+    schedule = args.dilation_schedule or DilationSchedule.plain()
+    try:
+        layout = backbone_layout(args.backbone)
+        checks = check_stages(schedule, layout, args.output_stride, model=args.backbone)
+    except ValueError as error:
+        raise SystemExit(f"atrous rf: {error}") from None
+    if args.json:
+        document = {
+            "backbone": args.backbone,
+            "output_stride": args.output_stride,
+            "schedule": schedule.to_config(),
+            "stages": [check.to_dict() for check in checks],
+        }
+        print(json.dumps(document, indent=2))
+        return 0
+    print(
+        f"{args.backbone} at output stride {args.output_stride}, dilation schedule "
+        f"{schedule} (from the stage layout; no network built)"
+    )
+    print(
+        f"{'stage':<7} {'stride':>6} {'out':>4} {'dilations':<22} {'RF on input':>11} "
+        f"{'M_2':>4} {'factor':>6} {'holes':>7}"
+    )
+    for check in checks:
+        report = check.report
+        rf = "-" if report is None else _extent(report.receptive_field, schedule.ndim)
+        print(
+            f"{check.name:<7} {check.stride:>6} {check.output_stride:>4} "
+            f"{','.join(map(str, check.dilations)):<22} {rf:>11} "
+            f"{'-' if report is None or report.m2 is None else report.m2:>4} "
+            f"{'-' if report is None else report.common_factor:>6} "
+            f"{_percent(None if report is None else report.hole_fraction):>7}"
+        )
+    print(
+        "RF on input / holes: of the stage's dilated convs on the map it reads (the "
+        f"previous stage's), {layout.convs_per_block} per block; exact with shortcuts "
+        "(every kernel includes its centre tap). --model builds the network and measures "
+        "at the image too."
+    )
     return 0
 
 
@@ -198,6 +340,11 @@ def _run_model(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.model:
         return _run_model(args)
-    if not args.rates:
-        raise SystemExit("atrous rf: give --rates (e.g. --rates 1,2,5) or --model NAME")
+    if args.backbone:
+        return _run_layout(args)
+    if not args.rates and args.dilation_schedule is None:
+        raise SystemExit(
+            "atrous rf: give --rates (e.g. --rates 1,2,5), --schedule, --backbone NAME "
+            "--output-stride N, or --model NAME"
+        )
     return _run_chain(args)

@@ -49,4 +49,9 @@ def backbone_layout(name: str) -> StageLayout:
         return resnet_layout(name)
     if name == "mobilenet_v2":
         return MOBILENET_V2_LAYOUT
+    if name == "mobilenet_v3_large":
+        raise ValueError(
+            "mobilenet_v3_large has no stage layout yet (it is built at the plain layout "
+            "only); analyse the built network with --model instead"
+        )
     raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
