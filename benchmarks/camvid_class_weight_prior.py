@@ -9,9 +9,9 @@ every ``alpha`` scored from the same logits. Evidence for the CPU recipe's choic
 ``loss.class_weights``; not a substitute for training with each weighting.
 
     python benchmarks/camvid_class_weight_prior.py --root ../shared/datasets/camvid \
-        --model <session-1 camvid model> --threads 1
+        --model <camvid model of git 254488a> --threads 1
 
-The recorded table (benchmarks/results/camvid.md) is of the session-1 shipped model
+The recorded table (benchmarks/results/camvid.md) is of the shipped model of git 254488a
 (median-frequency weights; ``git worktree add /tmp/s1 254488a`` then ``--model
 /tmp/s1/atrous/models/weights/camvid``). ``atrous adjust-prior`` is the tool for users;
 it chooses alpha on the training split.

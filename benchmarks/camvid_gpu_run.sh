@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# One GPU session for issue 8: the main CamVid recipe (the shipped model) and the four
+# One GPU call (2026-11-27, one H200): the main CamVid recipe (the shipped model) and the four
 # dilation ablations, trained side by side on ONE GPU for fixed wall-clock budgets
 # (benchmarks/camvid_train_budget.py), each evaluated on val at the end.
 #
-#   OUT=/tmp/out bash benchmarks/camvid_gpu_session.sh
+#   OUT=/tmp/out bash benchmarks/camvid_gpu_run.sh
 #
 # Environment: ROOT (CamVid folder; default the JPEG-q95 copy in .devcarry/camvid, whose
 # train_x8.txt lists the training set 8 times so that an "epoch" is long enough to
