@@ -8,7 +8,7 @@ STAMP      := $(VENV)/.installed-runtime
 DEV_STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint format bench clean venv dev
+.PHONY: demo test test-slow test-all lint format bench clean venv dev docs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,11 +48,23 @@ format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix atrous tests benchmarks
 	$(BIN)/ruff format atrous tests benchmarks
 
+# The documentation site (mkdocs-material + mkdocstrings; the tutorial's code runs while it
+# builds). --strict: a broken link, a missing reference or a failing example fails it.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): pyproject.toml | $(DEV_STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,onnx,serve,docs]"
+	touch $@
+
+## make docs: build the site into site/ (open site/index.html).
+docs: $(DOCS_STAMP)
+	MPLBACKEND=Agg $(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(DEV_STAMP)
 	$(BIN)/atrous bench
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .ruff_cache .hypothesis
 
 # The ray extra is heavy (ray, pyarrow, pandas), so `make test` does not install it and
 # its tests skip there with the reason; this target installs it and runs them all.

@@ -92,15 +92,22 @@ def build_datasets(config: Config) -> tuple[SegmentationDataset, SegmentationDat
 
 
 def build_model_for(config: Config, num_classes: int) -> nn.Module:
-    """The registry model, or ``model.pretrained`` when it has the dataset's class count."""
+    """The registry model, or ``model.pretrained`` with its head swapped when the dataset
+    has another class count (fine-tuning: every weight but the last classifier convs)."""
     from atrous.models import build_model, load_pretrained
 
     if config.model.pretrained:
-        model = load_pretrained(config.model.pretrained)
-        if model.num_classes != num_classes:
-            raise ConfigError(
-                f"model.pretrained={config.model.pretrained} has {model.num_classes} classes, "
-                f"data.root={config.data.root} has {num_classes}; expected the same number"
+        model = load_pretrained(config.model.pretrained, num_classes=num_classes)
+        source = model.metadata.get("fine_tuned_from") or {}
+        if source.get("model") == str(config.model.pretrained):
+            logger.info(
+                "model.pretrained=%s has %s classes, data.root=%s has %d: classifier "
+                "re-initialised for %d classes, every other weight loaded",
+                config.model.pretrained,
+                model.metadata["fine_tuned_from"]["num_classes"],
+                config.data.root,
+                num_classes,
+                num_classes,
             )
         return model
     return build_model(config.model.name, num_classes=num_classes, **config.model.options)

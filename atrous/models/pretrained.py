@@ -146,15 +146,42 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return document
 
 
+def class_dependent_keys(config: dict[str, Any], num_classes: int) -> list[str]:
+    """State-dict keys whose shape depends on the class count: the classifier's last convs.
+
+    Found by building the model twice on PyTorch's ``meta`` device (shapes only, no
+    memory), with its own class count and with ``num_classes``, and comparing shapes. No
+    layer name is guessed, so it holds for every head (DUC's last conv has
+    ``num_classes * r**2`` channels, the auxiliary classifier has its own).
+    """
+    from atrous.models.registry import build_model
+
+    options = {key: value for key, value in config.items() if key != "num_classes"}
+    with torch.device("meta"):
+        own = build_model(**config).state_dict()
+        other = build_model(**options, num_classes=num_classes).state_dict()
+    return [key for key, tensor in own.items() if other[key].shape != tensor.shape]
+
+
 def load_pretrained(
-    name_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+    name_or_dir: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    num_classes: int | None = None,
 ) -> Segmentor:
     """Rebuild a model from ``config.json`` and load ``model.safetensors`` into it.
+
+    With ``num_classes`` different from the saved model's, the head is swapped for
+    fine-tuning: every weight loads except the classifier's class-dependent convs
+    (:func:`class_dependent_keys`), which keep the fresh initialisation of a model built
+    for ``num_classes``. Its class names and palette are cleared (they named the old
+    classes) and ``metadata["fine_tuned_from"]`` records where the weights came from.
 
     Args:
         name_or_dir: a folder written by :func:`save_pretrained`, or the name of a model
             shipped in ``atrous/models/weights/``.
         map_location: device the weights are loaded onto.
+        num_classes: the class count wanted (default: the saved model's).
 
     Returns:
         The model in eval mode, with ``class_names`` and ``palette`` set.
@@ -168,7 +195,12 @@ def load_pretrained(
         builder = inspect.signature(MODELS[config["name"]]).parameters
         default = builder["dilation_schedule"].default if "dilation_schedule" in builder else None
         config = fold_legacy_schedule(config, default)
-    model = build_model(**config)
+    saved_classes = config.get("num_classes")
+    swap = num_classes is not None and num_classes != saved_classes
+    if num_classes is not None and num_classes < 1:
+        raise ValueError(f"num_classes={num_classes}; expected a positive class count")
+    dropped = class_dependent_keys(config, num_classes) if swap else []
+    model = build_model(**{**config, "num_classes": num_classes}) if swap else build_model(**config)
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise FileNotFoundError(
@@ -179,18 +211,28 @@ def load_pretrained(
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"cannot read weights from {weights_path}: {error}") from error
     mismatch = f"{weights_path} does not match the model in {directory / CONFIG_FILE}"
+    for key in dropped:
+        state.pop(key, None)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
         raise ValueError(f"{mismatch}: {error}") from error
-    if result.missing_keys or result.unexpected_keys:
+    missing = [key for key in result.missing_keys if key not in dropped]
+    if missing or result.unexpected_keys:
         raise ValueError(
-            f"{mismatch}: missing keys {result.missing_keys[:5]}, "
-            f"unexpected keys {result.unexpected_keys[:5]}"
+            f"{mismatch}: missing keys {missing[:5]}, unexpected keys {result.unexpected_keys[:5]}"
         )
     model.to(map_location)
+    model.metadata = document.get("metadata") or {}
+    if swap:
+        model.class_names = None
+        model.palette = None
+        model.metadata = {
+            **model.metadata,
+            "fine_tuned_from": {"model": str(name_or_dir), "num_classes": saved_classes},
+        }
+        return model.eval()
     model.class_names = document.get("class_names")
     palette = document.get("palette")
     model.palette = [tuple(colour) for colour in palette] if palette is not None else None
-    model.metadata = document.get("metadata") or {}
     return model.eval()
