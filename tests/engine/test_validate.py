@@ -13,7 +13,7 @@ import pytest
 from atrous.cli import main
 from atrous.engine import ConfigError, load_config
 from atrous.engine.validate import check_model_options
-from atrous.models import build_model, list_models, save_pretrained
+from atrous.models import build_model, list_models, load_pretrained, save_pretrained
 from tests.data.helpers import write_folder_dataset
 
 
@@ -75,14 +75,19 @@ def test_batch_larger_than_the_training_set_is_one_line(
     assert "at most 4" in err
 
 
-def test_pretrained_class_count_mismatch_is_one_line(
-    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_pretrained_with_another_class_count_fine_tunes(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A 5-class model fine-tunes on 3 classes: the head is swapped (load_pretrained's
+    num_classes), the run finishes and its best/ has the dataset's 3 classes."""
     folder = tmp_path / "five_classes"
     save_pretrained(build_model("dilated_net", num_classes=5, width=4, rates=[1, 2]), folder)
-    assert _train(root, tmp_path / "run", "data.batch_size=2", f"model.pretrained={folder}") == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "has 5 classes" in err and "has 3" in err
+    settings = ("data.batch_size=2", "schedule.epochs=1", f"model.pretrained={folder}")
+    with caplog.at_level("INFO", logger="atrous.engine.build"):
+        assert _train(root, tmp_path / "run", *settings) == 0
+    assert "has 5 classes" in caplog.text and "re-initialised for 3 classes" in caplog.text
+    best = load_pretrained(tmp_path / "run" / "best")
+    assert best.num_classes == 3 and best.class_names is not None and len(best.class_names) == 3
 
 
 def test_class_weight_list_of_the_wrong_length_is_one_line(
