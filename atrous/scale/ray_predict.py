@@ -5,7 +5,10 @@ local ``atrous predict``, so the masks are the same bytes. Every mask is written
 atomically (a temporary file renamed into place) the moment its batch is predicted: an
 actor that dies (node lost, killed for memory) loses only the batch in flight, which
 Ray Data retries on a restarted actor, and running the same command again skips every
-mask already on disk (its areas are read back from the PNG for the CSV).
+mask already on disk (its areas are read back from the PNG for the CSV). A rerun with
+other options or another model into the same folder therefore keeps the old masks: use
+a new folder for new settings. A write cut short leaves at most a hidden
+``.<name>.png.*.tmp`` file, never a partial mask.
 
 Actors receive file paths, not pixels: on a cluster the inputs and the output folder must
 be on a filesystem every node sees (NFS, a mounted bucket). The model is named the same
@@ -286,6 +289,15 @@ def predict_with_ray(
         actors = max(1, int(cpus // max(cpus_per_actor, 1e-9)))
     if actors < 1:
         raise ValueError(f"actors must be >= 1, got {actors}")
+    available = ray.cluster_resources().get("CPU", 0.0)
+    if actors * cpus_per_actor > available:
+        logger.warning(
+            "%d actors x %g CPUs exceed the cluster's %g CPUs: actors wait for CPUs "
+            "(or for the autoscaler)",
+            actors,
+            cpus_per_actor,
+            available,
+        )
     from atrous.infer.io import output_stems
 
     paths = [str(p) for p in files]
