@@ -13,10 +13,12 @@ from atrous.models.deeplab import deeplabv3, deeplabv3plus, duc_hdc, fcn
 from atrous.models.dilated_net import dilated_net
 from atrous.models.drn import drn_c_26, drn_d_22
 from atrous.models.lraspp import lraspp
-from atrous.models.realtime import erfnet
+from atrous.models.realtime import cgnet, dabnet, erfnet
 from atrous.models.segmentor import Segmentor
 
 MODELS: dict[str, Callable[..., Segmentor]] = {
+    "cgnet": cgnet,
+    "dabnet": dabnet,
     "deeplabv3": deeplabv3,
     "deeplabv3plus": deeplabv3plus,
     "dilated_net": dilated_net,

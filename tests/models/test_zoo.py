@@ -24,6 +24,8 @@ SMALL_OPTIONS: dict[str, dict] = {
     "duc_hdc": {"backbone": "resnet18", "head_channels": 16, "aux": True},
     "dilated_net": {"width": 8},
     "erfnet": {"width": 32},
+    "dabnet": {},  # 0.76M parameters: the published network is small enough
+    "cgnet": {},  # 0.5M
     "drn_c_26": {"aux": True},
     "drn_d_22": {"aux": True},
 }
