@@ -140,6 +140,9 @@ def schedule_rates(schedule: DilationSchedule) -> tuple[int, ...]:
     return schedule.flat_rates
 
 
+_UNITS = {1: "sample", 2: "pixel", 3: "voxel"}
+
+
 def _extent(size: int, dims: int) -> str:
     return f"{size}-sample" if dims == 1 else "x".join([str(size)] * dims)
 
@@ -216,7 +219,7 @@ def hdc_check(
             + (f" in each of the {len(groups)} stages." if len(groups) > 1 else ".")
         )
     else:
-        unit = "samples" if dims == 1 else "pixels"
+        unit = _UNITS[dims] + "s"
         sentences.append(
             f"M_2 = {m2} > K = {kernel_size}: the M-rule fails; the layers above leave gaps "
             f"of {m2} {unit} that a {_extent(kernel_size, dims)} first layer at rate "
@@ -238,7 +241,7 @@ def hdc_check(
             f"{_extent(rf, dims)} receptive field unreached, in {kind}."
         )
     else:
-        where = "sample" if dims == 1 else "pixel"
+        where = _UNITS[dims]
         sentences.append(
             f"The exact coverage of [{schedule}] reaches every {where} of its "
             f"{_extent(rf, dims)} receptive field (uniformity {coverage.uniformity:.2f})."
