@@ -88,7 +88,7 @@ class TimeBudget:
 
     The trainer tells it when epochs, steps and evaluations start and end; it reads the
     clock there and nowhere else (one read per step, two per evaluation, one at each
-    epoch's start and end), and judges the budget by the latest read.
+    epoch's start), and judges the budget by the latest read.
     """
 
     def __init__(
@@ -156,7 +156,13 @@ class TimeBudget:
         return spent >= self.budget_s
 
     def epoch_started(self) -> None:
-        self._last = self._read_clock()
+        """Also times the previous epoch's tail: evaluation aside, checkpoint and restart."""
+        now = self._read_clock()
+        if self._steps_seen:  # an epoch of this process ended since its last step
+            overhead = now - self._last - self._eval_since_step
+            self.timings.overhead_total += max(0.0, overhead)
+            self.timings.overhead_count += 1
+        self._last = now
         self._eval_since_step = 0.0
 
     def step_done(self) -> bool:
@@ -178,12 +184,6 @@ class TimeBudget:
         self.timings.eval_total += seconds
         self.timings.eval_count += 1
         self._eval_since_step += seconds
-
-    def epoch_ended(self) -> None:
-        """After the epoch's evaluation and checkpoint: their time beyond the steps."""
-        overhead = self._read_clock() - self._last - self._eval_since_step
-        self.timings.overhead_total += max(0.0, overhead)
-        self.timings.overhead_count += 1
 
     def can_plan(self) -> bool:
         return self.fit and self.timings.step_count >= MEASURE_STEPS
@@ -209,13 +209,13 @@ class TimeBudget:
         """One log line: the plan and the measurements it rests on."""
         assert self.budget_s is not None
         t = self.timings
-        evals = f"{t.mean('eval'):.1f} s" if t.eval_count else "not measured yet"
+        evals = f"{t.mean('eval'):.3g} s" if t.eval_count else "not measured yet"
         spent = self.spent_before_s + self.elapsed()
         return (
             f"time budget plan: {self.epochs} of {self.configured_epochs} epochs "
             f"(poly schedule ends at iteration {self.total_iters}); "
             f"{t.mean('step'):.3g} s/step x {self.iters_per_epoch} steps/epoch, "
-            f"+{t.mean('overhead'):.3g} s/epoch overhead, evaluation {evals} "
-            f"every {self.eval_every} epoch(s); spent {spent / 60:.1f} of "
-            f"{self.budget_s / 60:.4g} min, plans fill {SAFETY:.0%}"
+            f"+{t.mean('overhead'):.3g} s/epoch overhead, evaluation (every "
+            f"{self.eval_every} epochs and after the last) {evals}; spent {spent / 60:.3g} "
+            f"of {self.budget_s / 60:.4g} min, plans fill {SAFETY:.0%} of it"
         )

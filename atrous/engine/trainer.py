@@ -34,6 +34,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,7 +221,7 @@ def _train(
         configured_epochs=config.schedule.epochs,
         iters_per_epoch=run.iters_per_epoch,
         eval_every=config.eval.every,
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock or time.perf_counter,
     )
     state, last_checkpoint = _restore(run, budget, resume)
     log = RunLog(
@@ -259,6 +260,13 @@ def _restore(run: Run, budget: TimeBudget, resume: bool) -> tuple[TrainState, Pa
     budget.restore(state.budget)
     if run.dist_info.is_main:
         logger.info("resumed from %s (epoch %d, step %d)", path, state.epoch, state.step_in_epoch)
+        if budget.fit and state.budget:
+            logger.info(
+                "continuing the time budget plan: %d epochs, %.3g of %.4g min spent",
+                budget.epochs,
+                budget.spent_before_s / 60,
+                run.config.schedule.max_minutes,
+            )
     return state, path
 
 
@@ -456,7 +464,6 @@ class _Loop:
             self.partial_row = row
             self._checkpoint()
         self.log.epoch_row(row, self.budget.epochs)
-        self.budget.epoch_ended()
         barrier(self.run.dist_info)
         if reason is not None and self.main:
             spent = "time budget spent" if reason == "time_budget" else "interrupted"

@@ -143,25 +143,26 @@ def _assert_schedule_finished(history: list[dict], iters_per_epoch: int) -> None
 def test_fit_to_budget_ends_a_finished_schedule_inside_the_budget(
     root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Each clock read is a second: ~4 s an epoch (2 steps, its start and end); 40 s budget.
+    # Each clock read is a second: 3 s an epoch (its start, 2 steps), 2 s the final
+    # evaluation; a 24 s budget holds 7 epochs (1 + 7 x 3 + 2 = 24 reads).
     settings = [f"data.root={root}", *TINY, "schedule.epochs=50", "optim.lr=0.01"]
     config = load_config(
-        None, [*settings, "schedule.max_minutes=0.6666", "schedule.fit_to_budget=true"]
+        None, [*settings, "schedule.max_minutes=0.4", "schedule.fit_to_budget=true"]
     )
     clock = TickingClock()
     with caplog.at_level(logging.INFO, logger="atrous.engine.trainer"):
         result = train(config, tmp_path / "run", progress=False, clock=clock)
     assert result.status == "completed"
-    assert 3 <= len(result.history) < 50
+    assert len(result.history) == 7
     _assert_schedule_finished(result.history, iters_per_epoch=2)
-    assert clock.reads <= 40  # inside the budget, without the hard stop
+    assert clock.reads - 1 <= 24  # inside the budget (the first read starts it)
     assert any("time budget plan" in r.message for r in caplog.records)
     info = json.loads(latest_checkpoint(tmp_path / "run" / "checkpoints").read_text())  # type: ignore[union-attr]
     assert info["budget_plan"]["epochs"] == len(result.history)
     assert info["scheduler"]["total"] == 2 * len(result.history)
     # Without fit_to_budget the same budget stops the 50-epoch schedule part-way.
     stopped = train(
-        load_config(None, [*settings, "schedule.max_minutes=0.6666"]),
+        load_config(None, [*settings, "schedule.max_minutes=0.4"]),
         tmp_path / "stop",
         progress=False,
         clock=TickingClock(),
@@ -174,7 +175,7 @@ def test_fit_to_budget_resume_continues_plan_and_budget(root: Path, tmp_path: Pa
     settings = [f"data.root={root}", *TINY, "schedule.epochs=50", "schedule.max_minutes=0.6666",
                 "schedule.fit_to_budget=true"]  # fmt: skip
     config = load_config(None, settings)
-    # SIGTERM at the 18th clock read: inside the 5th epoch, after the plan was made.
+    # SIGTERM at the 18th clock read: the 1st step of the 6th epoch, after the plan was made.
     first = train(config, tmp_path / "run", progress=False, clock=TickingClock(kill_at=18))
     assert first.status == "interrupted"
     saved = json.loads(first.last_checkpoint.read_text())  # type: ignore[union-attr]
@@ -186,5 +187,5 @@ def test_fit_to_budget_resume_continues_plan_and_budget(root: Path, tmp_path: Pa
     _assert_schedule_finished(resumed.history, iters_per_epoch=2)
     final = json.loads(resumed.last_checkpoint.read_text())  # type: ignore[union-attr]
     # The budget is the whole run's: the resumed process used only what was left.
-    assert plan["spent_s"] + clock.reads <= 40
+    assert plan["spent_s"] + clock.reads - 1 <= 40
     assert final["budget_plan"]["spent_s"] <= 40

@@ -78,9 +78,9 @@ def test_metrics_after_mid_epoch_sigterm_and_resume_are_identical(
     root: Path, reference: list[dict], tmp_path: Path
 ) -> None:
     config = load_config(None, [f"data.root={root}", *TINY])
-    # Reads: start, epoch 1 (start, 4 steps, evaluation start and end, end), epoch 2's
-    # start, its 1st step, its 2nd step: read 12.
-    stopped = train(config, tmp_path / "run", progress=False, clock=SigtermAtRead(12))
+    # Reads: start, epoch 1 (its start, 4 steps, evaluation start and end), epoch 2's
+    # start, its 1st step, its 2nd step: read 11.
+    stopped = train(config, tmp_path / "run", progress=False, clock=SigtermAtRead(11))
     assert stopped.status == "interrupted"
     info = json.loads(stopped.last_checkpoint.read_text())  # type: ignore[union-attr]
     assert (info["epoch"], info["step_in_epoch"]) == (1, 2)
@@ -94,7 +94,7 @@ def test_metrics_after_time_budget_stop_and_resume_are_identical(
     root: Path, reference: list[dict], tmp_path: Path
 ) -> None:
     settings = [f"data.root={root}", *TINY]
-    # 11 clock seconds from read 1: the budget runs out at epoch 2's 2nd step (read 12).
+    # 11 clock seconds from read 1: the budget runs out at epoch 2's 3rd step (read 12).
     budget = load_config(None, [*settings, "schedule.max_minutes=0.18333"])
     stopped = train(budget, tmp_path / "run", progress=False, clock=SigtermAtRead(0))
     assert stopped.status == "time_budget" and stopped.history[-1]["partial"] is True

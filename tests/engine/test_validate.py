@@ -37,6 +37,10 @@ from tests.data.helpers import write_folder_dataset
         (["eval.overlap=1.0"], r"eval\.overlap=1\.0; expected 0 <= overlap < 1"),
         (["loss.class_weights=inverse"], r"loss\.class_weights='inverse'.*median_frequency"),
         (["train.device=gpu7"], r"train\.device='gpu7'; expected auto, cpu, cuda"),
+        # Types stay strict where lax coercion (pydantic's default) would guess:
+        (["schedule.epochs=true"], r"schedule\.epochs: expected an integer, got True"),
+        (["schedule.epochs='3'"], r"schedule\.epochs: expected an integer, got '3'"),
+        (["train.cpu_amp='yes'"], r"train\.cpu_amp: expected true/false, got 'yes'"),
     ],
 )  # fmt: skip
 def test_bad_values_fail_at_load_naming_the_key(overrides: list[str], message: str) -> None:
