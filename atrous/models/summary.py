@@ -53,7 +53,13 @@ def summarize(
         model(x, return_aux=count_aux)
     backbone = model.config.get("backbone")
     if backbone is None:
-        backbone = {"drn_c_26": "DRN-C-26", "drn_d_22": "DRN-D-22"}.get(name, "plain stack")
+        backbone = {
+            "cgnet": "CGNet encoder",
+            "dabnet": "DABNet encoder",
+            "drn_c_26": "DRN-C-26",
+            "drn_d_22": "DRN-D-22",
+            "erfnet": "ERFNet encoder",
+        }.get(name, "plain stack")
     return ModelSummary(
         name=name,
         backbone=str(backbone),
