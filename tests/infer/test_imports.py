@@ -90,3 +90,16 @@ def test_lower_layers_do_not_import_infer() -> None:
         bad = sorted(name for name in _imports(path) if name.startswith(upper))
         assert not bad, f"{path.relative_to(PACKAGE_ROOT)} imports {bad}"
     assert _imports(PACKAGE_ROOT / "device.py") == set()
+
+
+def test_cli_imports_only_public_names() -> None:
+    # The command line is a client of the package: it calls public functions only, so
+    # a private helper can change without breaking a command (cli/adjust_prior.py once
+    # imported cli.eval._guess_format and models.pretrained._resolve).
+    for path in sorted((PACKAGE_ROOT / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("atrous"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+                parts = (node.module or "").split(".")
+                assert not any(p.startswith("_") for p in parts), f"{path.name}: {node.module}"
