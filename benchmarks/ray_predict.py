@@ -72,7 +72,15 @@ def main() -> None:
         seconds = local_run(files, root / "local", args.model, extra)
         rows.append({"run": "atrous predict", "threads": "torch default", "seconds": seconds})
         started = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
+        for attempt in range(3):
+            try:
+                ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
+                break
+            except Exception as error:  # Ray waits a fixed 30 s for its raylet to register
+                if "timed out during startup" not in str(error) or attempt == 2:
+                    raise
+                print(f"ray.init timed out on the loaded machine, retrying ({error})")
+                ray.shutdown()
         ray_start = time.perf_counter() - started
         for actors, cpus_per_actor in [(1, float(cpus)), (args.actors, 1.0)]:
             out = root / f"ray{actors}"

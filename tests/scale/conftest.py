@@ -75,11 +75,19 @@ def free_port() -> int:
 def ray_local() -> Iterator[ModuleType]:
     """A local Ray instance: two CPUs, loopback, no dashboard (skipped without the extra)."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (make test-ray)")
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=False,
-    )
+    for attempt in range(3):
+        try:
+            ray.init(
+                num_cpus=2,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                configure_logging=False,
+            )
+            break
+        except Exception as error:
+            # Ray waits a fixed 30 s for its raylet to register; a loaded CPU can miss it.
+            if "timed out during startup" not in str(error) or attempt == 2:
+                raise
+            ray.shutdown()
     yield ray
     ray.shutdown()
