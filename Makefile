@@ -58,7 +58,7 @@ $(DOCS_STAMP): pyproject.toml | $(DEV_STAMP)
 
 ## make docs: build the site into site/ (open site/index.html).
 docs: $(DOCS_STAMP)
-	MPLBACKEND=Agg $(BIN)/mkdocs build --strict --site-dir site
+	MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: $(DEV_STAMP)
 	$(BIN)/atrous bench

@@ -1,4 +1,4 @@
-"""``atrous data check ROOT --format camvid``: scan a dataset, report every problem.
+"""``atrous data check --data.root ROOT --format camvid``: scan a dataset, report every problem.
 
 ``--split`` takes CamVid's split expressions too (``--split drive:0006R0``); for CamVid
 the drives table (frames per drive and split) is printed first, since it is what a
@@ -8,6 +8,7 @@ held-out-drive split is written from.
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "data"
 
@@ -21,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="validate every file of a dataset")
-    check.add_argument("root", help="dataset folder")
+    check.add_argument(
+        "--data.root", dest="data_root", metavar="PATH", help="dataset folder (as in train/eval)"
+    )
+    check.add_argument("root", nargs="?", help="dataset folder (older spelling of --data.root)")
     check.add_argument(
         "--format", default="folder", choices=("folder", "camvid", "voc", "cityscapes")
     )
@@ -37,6 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from atrous.data import DataError, build_dataset, camvid_drives, check_dataset, drives_table
 
+    if (args.data_root is None) == (args.root is None):
+        print("error: give the dataset folder once, as --data.root PATH", file=sys.stderr)
+        return 2
+    args.root = args.data_root or args.root
     splits = args.split or ["train", "val"]
     problems = 0
     scanned = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 NAME = "train"
 
@@ -26,8 +27,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="dotted override, e.g. --set optim.lr=0.02 (repeatable; values parsed as YAML)",
     )
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument(
+        "--data.root",
+        dest="data_root",
+        metavar="PATH",
+        help="dataset folder (same as --set data.root=PATH; the spelling of every command)",
+    )
+    p.add_argument("--out", help="run folder (required unless --list-keys)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint; without --config, with the run's own "
+        "<out>/config.yaml (--set still applies on top)",
+    )
+    p.add_argument(
+        "--list-keys",
+        action="store_true",
+        help="print every key --set accepts, with its type and default, and exit",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,8 +53,24 @@ def run(args: argparse.Namespace) -> int:
     from atrous.data import DataError
     from atrous.engine import ConfigError, NonFiniteLossError, load_config, train
 
+    if args.list_keys:
+        from atrous.engine.config import config_keys
+
+        for key, type_name, default in config_keys():
+            print(f"{key:32} {type_name:34} {default}")
+        return 0
+    if not args.out:
+        print("error: --out is required (the run folder)", file=sys.stderr)
+        return 2
+    overrides = list(args.overrides)
+    if args.data_root is not None:
+        overrides.append(f"data.root={args.data_root}")
+    config_path = args.config
+    saved = Path(args.out) / "config.yaml"
+    if args.resume and config_path is None and saved.is_file():
+        config_path = str(saved)  # the run's own resolved config, not the defaults
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(config_path, overrides)
         result = train(config, args.out, resume=args.resume, progress=not args.no_progress)
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -364,3 +364,21 @@ def save_config(config: Config, path: str | Path) -> None:
 def replace(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
     """A copy of ``config`` with dotted overrides applied (type-checked)."""
     return config_from_dict(config_to_dict(config), overrides)
+
+
+def config_keys() -> list[tuple[str, str, Any]]:
+    """Every dotted key ``--set`` accepts, with its type and default, read from the
+    dataclasses above so the list cannot drift from what :func:`load_config` checks.
+
+    ``model.options.*`` keys are the chosen builder's keyword arguments (see
+    ``help(atrous.models.<name>)``), so they are listed as one ``model.options`` entry.
+    """
+    keys: list[tuple[str, str, Any]] = []
+    for section in dataclasses.fields(Config):
+        section_default = section.default_factory()  # type: ignore[misc]
+        for item in dataclasses.fields(type(section_default)):
+            value = getattr(section_default, item.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            keys.append((f"{section.name}.{item.name}", _type_name(item.type), value))
+    return keys
