@@ -56,7 +56,7 @@ class Run:
     device: torch.device
     paths: RunPaths
     train_set: SegmentationDataset
-    val_set: SegmentationDataset
+    val_set: SegmentationDataset | None  # None: data.val_split is null, nothing evaluated
     model: nn.Module
     optimizer: torch.optim.Optimizer
     criterion: SegmentationLoss
@@ -76,8 +76,8 @@ class Run:
         return torch.channels_last if self.config.model.channels_last else torch.contiguous_format
 
 
-def build_datasets(config: Config) -> tuple[SegmentationDataset, SegmentationDataset]:
-    """The augmented training split and the plain validation split."""
+def build_datasets(config: Config) -> tuple[SegmentationDataset, SegmentationDataset | None]:
+    """The augmented training split and the plain validation split (None without one)."""
     d, seed = config.data, config.train.seed
     transform = train_transforms(
         crop_size=d.crop_size,
@@ -87,6 +87,8 @@ def build_datasets(config: Config) -> tuple[SegmentationDataset, SegmentationDat
         ignore_index=config.loss.ignore_index,
     )
     train_set = build_dataset(d.format, d.root, split=d.train_split, seed=seed, transform=transform)
+    if d.val_split is None:  # no validation split: train only, best/ is the last model
+        return train_set, None
     val_set = build_dataset(d.format, d.root, split=d.val_split, seed=seed)
     return train_set, val_set
 
@@ -257,7 +259,7 @@ def wrap_for_training(run: Run) -> tuple[nn.Module, DataLoader, EpochSampler]:
     return train_model, loader, epoch_sampler
 
 
-def best_metadata(config: Config, epoch: int, val_miou: float) -> dict[str, Any]:
+def best_metadata(config: Config, epoch: int, val_miou: float | None) -> dict[str, Any]:
     """What ``best/config.json`` records about the run that wrote it."""
     from atrous.engine.config import config_to_dict
 

@@ -55,13 +55,14 @@ class DataConfig:
     when the config is loaded (syntax always; drives, emptiness and train/val overlap
     when ``root`` exists). ``allow_split_overlap`` permits frames in both, on purpose:
     a final model trained on every frame (``train+val``), whose val score is then a
-    training score.
+    training score. ``val_split: null`` trains without a validation split: nothing is
+    evaluated and ``best/`` is the last model.
     """
 
     format: Literal["folder", "camvid", "voc", "cityscapes"] = "folder"
     root: str = "data/synthetic"
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"
     allow_split_overlap: bool = False
     crop_size: tuple[int, int] = (64, 64)
     scale_range: tuple[float, float] = (0.5, 2.0)
@@ -313,11 +314,13 @@ def _check_splits(data: DataConfig) -> None:
     from atrous.data.splits import SplitError, SplitOverlapError, parse_split
 
     for key in ("train_split", "val_split"):
+        if getattr(data, key) is None:
+            continue
         try:
             parse_split(getattr(data, key))
         except SplitError as exc:
             raise ConfigError(f"data.{key}: {exc}") from None
-    if not Path(data.root).is_dir():
+    if not Path(data.root).is_dir() or data.val_split is None:
         return  # checked again when the datasets are built, with the file named
     from atrous.data import check_split_pair
 

@@ -3,6 +3,7 @@ tested snippet (README.md's and docs/'s blocks run in test_snippets.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -15,6 +16,7 @@ import yaml
 from atrous.cli import main
 from atrous.engine import load_config
 from atrous.engine.config import config_keys
+from atrous.models import load_pretrained
 from tests.data.helpers import write_folder_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,3 +105,17 @@ def test_benchmarks_pytest_commands_collect_tests() -> None:
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0, f"`{command}` collects no test:\n{done.stdout[-500:]}"
+
+
+def test_training_without_a_val_split_keeps_the_last_model(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "no_val"
+    argv = [
+        "train", "--data.root", str(dataset), "--out", str(out), "--no-progress",
+        "--set", "data.val_split=null", "--set", "data.crop_size=[16, 16]",
+        "--set", "data.batch_size=2", "--set", "schedule.epochs=2", "--set", "train.device=cpu",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows and not any(key.startswith("val_") for row in rows for key in row)
+    best = load_pretrained(out / "best")
+    assert best.metadata["epoch"] == 2 and best.metadata["val_miou"] is None
