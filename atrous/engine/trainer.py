@@ -487,6 +487,9 @@ class _Loop:
     def _evaluate(self, row: dict[str, Any]) -> None:
         """Validation metrics into ``row``; a new best model replaces ``best/``."""
         run, c, s = self.run, self.config, self.state
+        if run.val_set is None:  # data.val_split: null: nothing to score, best/ is the last
+            save_best(run.model, run.paths.best, best_metadata(c, s.epoch + 1, None))
+            return
         self.budget.eval_started()
         result = evaluate(
             run.model,
