@@ -81,8 +81,10 @@ SYBIL = Sybil(
 
 @pytest.fixture
 def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working folder like the repository root: ``configs/`` is there, outputs stay here."""
-    (tmp_path / "configs").symlink_to(REPO_ROOT / "configs")
+    """A working folder like the repository root: ``configs/`` and ``docs/`` are there,
+    outputs stay here."""
+    for folder in ("configs", "docs"):  # read by the blocks, as from the repository root
+        (tmp_path / folder).symlink_to(REPO_ROOT / folder)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     return tmp_path
