@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m atrous.scale.ray_serve``: start Serve and block until interrupted."""
     import ray
@@ -218,6 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"atrous.scale.ray_serve: {error}", file=sys.stderr)
         return 2
+    import signal
+
+    # An orchestrator stops the command with SIGTERM: leave through the same path as
+    # Ctrl-C, so Serve drains its replicas and a local Ray instance is shut down too.
+    signal.signal(signal.SIGTERM, _interrupt)
     ray.init(address=args.address)
     try:
         start(config, settings, blocking=True)
@@ -225,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     finally:
         serve.shutdown()
+        ray.shutdown()
     return 0
 
 
