@@ -52,13 +52,17 @@ def class_weights_from_data(
     return np.sqrt(weights) if spec == "sqrt_median_frequency" else weights
 
 
-def _last_conv(model: nn.Module, example: Tensor) -> nn.Conv2d:
-    """The convolution that runs last in ``model.classifier`` (the logits' producer)."""
-    order: list[nn.Conv2d] = []
+def _last_conv(model: nn.Module, example: Tensor) -> nn.Conv2d | nn.ConvTranspose2d:
+    """The convolution that runs last in ``model.classifier`` (the logits' producer).
+
+    A transposed convolution (ERFNet's output layer) adds its bias once per output pixel,
+    so a per-class shift folds into it just as exactly.
+    """
+    order: list[nn.Conv2d | nn.ConvTranspose2d] = []
     hooks = [
         m.register_forward_hook(lambda mod, _i, _o: order.append(mod))
         for m in model.classifier.modules()
-        if isinstance(m, nn.Conv2d)
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
     ]
     try:
         with torch.no_grad():
