@@ -163,16 +163,14 @@ def start(
 
 def build_parser() -> argparse.ArgumentParser:
     """``atrous serve``'s own flags plus the replica settings and the cluster address."""
-    from atrous.cli import serve as serve_cli
+    from atrous.serve.flags import add_config_arguments
 
-    subparsers = argparse.ArgumentParser().add_subparsers()
-    serve_cli.register(subparsers)
-    parser: argparse.ArgumentParser = subparsers.choices["serve"]
-    parser.prog = "python -m atrous.scale.ray_serve"
-    parser.description = (
-        "Serve the atrous app on Ray Serve: the flags of `atrous serve`, plus replicas. "
-        + (parser.description or "")
+    parser = argparse.ArgumentParser(
+        prog="python -m atrous.scale.ray_serve",
+        description="Serve the atrous app on Ray Serve: the flags of `atrous serve`, plus "
+        "replicas.",
     )
+    add_config_arguments(parser)
     group = parser.add_argument_group("Ray Serve")
     group.add_argument("--address", default=None, help="Ray cluster (default: local)")
     group.add_argument("--replicas", type=int, default=1, help="fixed replica count")
@@ -198,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m atrous.scale.ray_serve``: start Serve and block until interrupted."""
     import ray
 
-    from atrous.cli.serve import config_from_args
+    from atrous.serve.flags import config_from_args
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

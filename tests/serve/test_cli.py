@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from atrous.cli import main
-from atrous.cli.serve import add_config_arguments, attribute_help, config_from_args
+from atrous.serve.flags import add_config_arguments, attribute_help, config_from_args
 from atrous.serve import ServeConfig
 
 
