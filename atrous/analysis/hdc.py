@@ -167,6 +167,71 @@ def _chain_coverage(
     return line, 1.0 - (1.0 - line.hole_fraction) ** dims
 
 
+def _resolve_inputs(
+    rates: Sequence[int] | DilationSchedule,
+    kernel_size: int | None,
+    dims: int | None,
+) -> tuple[Sequence[int], int, int, list[tuple[int, ...]] | None]:
+    """Rates, kernel size, dimensions and stage groups of :func:`hdc_check`'s arguments.
+
+    A :class:`~atrous.ops.schedule.DilationSchedule` supplies its own kernel size and
+    ``ndim`` unless the caller overrides them, and an explicit multi-stage schedule keeps
+    its stages so the M-rule can be applied to each one.
+    """
+    groups: list[tuple[int, ...]] | None = None
+    if isinstance(rates, DilationSchedule):
+        kernel_size = rates.kernel_size if kernel_size is None else kernel_size
+        dims = rates.ndim if dims is None else dims
+        if rates.rule == "explicit" and len(rates.stages) > 1:
+            groups = [tuple(group) for _, group in rates.stages]
+        rates = schedule_rates(rates)
+    kernel_size = 3 if kernel_size is None else kernel_size
+    dims = 2 if dims is None else dims
+    if dims not in (1, 2, 3):
+        raise ValueError(f"dims must be 1, 2 or 3, got {dims}")
+    return rates, kernel_size, dims, groups
+
+
+def _m_rule_sentence(
+    m2: int | None, m_rule: bool, kernel_size: int, dims: int, groups: int, first_rate: int
+) -> str:
+    """The sentence of the explanation about the M-rule (``groups`` stages checked)."""
+    if m2 is None:
+        return "A single layer: the M-rule needs two or more layers."
+    if m_rule:
+        return f"M_2 = {m2} <= K = {kernel_size}: the M-rule of Wang et al. (2018) holds" + (
+            f" in each of the {groups} stages." if groups > 1 else "."
+        )
+    unit = _UNITS[dims] + "s"
+    return (
+        f"M_2 = {m2} > K = {kernel_size}: the M-rule fails; the layers above leave gaps "
+        f"of {m2} {unit} that a {_extent(kernel_size, dims)} first layer at rate "
+        f"{first_rate} cannot fill."
+    )
+
+
+def _coverage_sentence(
+    values: tuple[int, ...], coverage: CoverageMap, holes: float, rf: int, dims: int
+) -> str:
+    """The sentence of the explanation about the exact coverage of the chain."""
+    schedule = ", ".join(map(str, values))
+    if holes > 0:
+        kind = (
+            f"a regular grid with period {coverage.grid_period}"
+            if coverage.is_grid
+            else "an irregular pattern"
+        )
+        return (
+            f"The exact coverage of [{schedule}] leaves {holes:.1%} of its "
+            f"{_extent(rf, dims)} receptive field unreached, in {kind}."
+        )
+    where = _UNITS[dims]
+    return (
+        f"The exact coverage of [{schedule}] reaches every {where} of its "
+        f"{_extent(rf, dims)} receptive field (uniformity {coverage.uniformity:.2f})."
+    )
+
+
 def hdc_check(
     rates: Sequence[int] | DilationSchedule,
     kernel_size: int | None = None,
@@ -186,17 +251,7 @@ def hdc_check(
     Returns:
         An :class:`HDCReport`; ``passes`` is the M-rule *and* no exact holes.
     """
-    groups: list[tuple[int, ...]] | None = None
-    if isinstance(rates, DilationSchedule):
-        kernel_size = rates.kernel_size if kernel_size is None else kernel_size
-        dims = rates.ndim if dims is None else dims
-        if rates.rule == "explicit" and len(rates.stages) > 1:
-            groups = [tuple(group) for _, group in rates.stages]
-        rates = schedule_rates(rates)
-    kernel_size = 3 if kernel_size is None else kernel_size
-    dims = 2 if dims is None else dims
-    if dims not in (1, 2, 3):
-        raise ValueError(f"dims must be 1, 2 or 3, got {dims}")
+    rates, kernel_size, dims, groups = _resolve_inputs(rates, kernel_size, dims)
     values = _check_rates(rates, kernel_size)
     # The M-rule is a rule for one group of layers (HDC repeats its sawtooth group; a
     # WaveNet repeats its 1..512 stack): with several stages it is applied per stage.
@@ -209,43 +264,13 @@ def hdc_check(
     coverage, holes = _chain_coverage(values, kernel_size, dims)
     passes = m_rule and holes == 0
     rf = receptive_field_of_rates(values, kernel_size)
-    sentences = []
-    schedule = ", ".join(map(str, values))
-    if m2 is None:
-        sentences.append("A single layer: the M-rule needs two or more layers.")
-    elif m_rule:
-        sentences.append(
-            f"M_2 = {m2} <= K = {kernel_size}: the M-rule of Wang et al. (2018) holds"
-            + (f" in each of the {len(groups)} stages." if len(groups) > 1 else ".")
-        )
-    else:
-        unit = _UNITS[dims] + "s"
-        sentences.append(
-            f"M_2 = {m2} > K = {kernel_size}: the M-rule fails; the layers above leave gaps "
-            f"of {m2} {unit} that a {_extent(kernel_size, dims)} first layer at rate "
-            f"{values[0]} cannot fill."
-        )
+    sentences = [_m_rule_sentence(m2, m_rule, kernel_size, dims, len(groups), values[0])]
     if gcd > 1:
         sentences.append(
             f"All rates share the factor {gcd}, so only offsets that are multiples of {gcd} "
             "are ever reached (gridding)."
         )
-    if holes > 0:
-        kind = (
-            f"a regular grid with period {coverage.grid_period}"
-            if coverage.is_grid
-            else "an irregular pattern"
-        )
-        sentences.append(
-            f"The exact coverage of [{schedule}] leaves {holes:.1%} of its "
-            f"{_extent(rf, dims)} receptive field unreached, in {kind}."
-        )
-    else:
-        where = _UNITS[dims]
-        sentences.append(
-            f"The exact coverage of [{schedule}] reaches every {where} of its "
-            f"{_extent(rf, dims)} receptive field (uniformity {coverage.uniformity:.2f})."
-        )
+    sentences.append(_coverage_sentence(values, coverage, holes, rf, dims))
     verdict = "Passes." if passes else "Fails."
     if not passes and m_rule and holes > 0:
         verdict = "Fails: the M-rule alone misses these holes; the exact check catches them."
