@@ -14,7 +14,7 @@ whose blocks all use rates with a common factor leaves a lattice of unreached po
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,26 +91,12 @@ class _HeadProbe(nn.Module):
         return features
 
 
-def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257)) -> list[StageRow]:
-    """Receptive field and holes per backbone stage, plus the head.
+def _undilated_bases(infos: Sequence[Any]) -> list[str | None]:
+    """For each stage, the last earlier undilated stage at the same stride, or ``None``.
 
-    The head row drops global (image) pooling, which reaches every pixel and would
-    hide the holes of the dilated branches (see ``coverage_map(global_pooling=...)``).
+    That stage's map is the grid the dilated stages build on, so holes measured against
+    it tell whether later layers filled the gaps earlier ones left.
     """
-    if isinstance(input_size, int):
-        input_size = (input_size, input_size)
-    backbone = getattr(model, "backbone", None)
-    infos = list(getattr(backbone, "feature_info", []))
-    if backbone is None or not infos:
-        raise TypeError(
-            f"{type(model).__name__} has no backbone.feature_info; stage_report needs a "
-            "Segmentor-like model (see atrous.models.build_model)"
-        )
-    probe = _HeadProbe(model)
-    head_source = probe.head_inputs[-1]
-    # One linearised copy and one forward pass for every map of the report. Image
-    # pooling is dropped: it reaches every pixel and would hide the dilated branches'
-    # holes in the head row (it cannot affect the backbone rows).
     bases: list[str | None] = []
     for index, info in enumerate(infos):
         undilated = [
@@ -119,6 +105,17 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
             if other.stride == info.stride and all(int(d) == 1 for d in other.dilation)
         ]
         bases.append(undilated[-1] if undilated else None)
+    return bases
+
+
+def _coverage_requests(
+    infos: Sequence[Any], bases: Sequence[str | None], head_source: str
+) -> list[CoverageRequest]:
+    """Every coverage map of the report, in the order :func:`_backbone_rows` reads them.
+
+    Per stage: at the image, on the previous stage's map (all but the first), on its
+    base (when it has one); then the head at the image and on ``head_source``.
+    """
     requests = []
     for index, info in enumerate(infos):
         requests.append(CoverageRequest(output_index=info.name))
@@ -130,7 +127,16 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
         CoverageRequest(output_index="head"),
         CoverageRequest(output_index="head", source=head_source),
     ]
-    maps = iter(coverage_maps(probe, input_size, requests, global_pooling="drop"))
+    return requests
+
+
+def _backbone_rows(
+    infos: Sequence[Any], bases: Sequence[str | None], maps: Iterator[CoverageMap]
+) -> list[StageRow]:
+    """One :class:`StageRow` per backbone stage, consuming that stage's maps from ``maps``.
+
+    The theoretical receptive field accumulates the main-path convs of every stage so far.
+    """
     rows: list[StageRow] = []
     chain: list[Layer] = []
     previous: str | None = None
@@ -156,6 +162,33 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
             )
         )
         previous = info.name
+    return rows
+
+
+def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257)) -> list[StageRow]:
+    """Receptive field and holes per backbone stage, plus the head.
+
+    The head row drops global (image) pooling, which reaches every pixel and would
+    hide the holes of the dilated branches (see ``coverage_map(global_pooling=...)``).
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    backbone = getattr(model, "backbone", None)
+    infos = list(getattr(backbone, "feature_info", []))
+    if backbone is None or not infos:
+        raise TypeError(
+            f"{type(model).__name__} has no backbone.feature_info; stage_report needs a "
+            "Segmentor-like model (see atrous.models.build_model)"
+        )
+    probe = _HeadProbe(model)
+    head_source = probe.head_inputs[-1]
+    bases = _undilated_bases(infos)
+    # One linearised copy and one forward pass for every map of the report. Image
+    # pooling is dropped: it reaches every pixel and would hide the dilated branches'
+    # holes in the head row (it cannot affect the backbone rows).
+    requests = _coverage_requests(infos, bases, head_source)
+    maps = iter(coverage_maps(probe, input_size, requests, global_pooling="drop"))
+    rows = _backbone_rows(infos, bases, maps)
     at_image, on_grid = next(maps), next(maps)
     rows.append(
         StageRow(
