@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -361,6 +362,67 @@ def image_inputs(folder: str | Path, count: int, size: Size) -> list[torch.Tenso
     return inputs
 
 
+# prepare_for_cpu options of the variants that run atrous's own fast CPU path.
+_FAST_OPTIONS: dict[str, dict[str, Any]] = {
+    "fp32-eager": {},
+    "fp32": {"backend": "compile"},
+    "jit": {"backend": "jit"},
+    "bf16-eager": {"dtype": torch.bfloat16},
+    "bf16": {"dtype": torch.bfloat16, "backend": "compile"},
+}
+
+# Variants that run an exported or converted copy in another runtime.
+_EXPORTED_KEYS = ("int8", "ort-fp32", "openvino-fp32", "openvino-int8")
+
+
+def _output_stride_variant(key: str, atrous_model: nn.Module, example: torch.Tensor) -> Variant:
+    """The ``os8``/``os16`` variant: DeepLabV3-ResNet50 rebuilt at that output stride.
+
+    The output stride only changes strides and dilations, never a weight, so the
+    model's state dict loads unchanged into the rebuilt one.
+    """
+    from atrous.infer.fast import prepare_for_cpu
+    from atrous.models import build_model
+
+    model = build_model(
+        "deeplabv3", num_classes=21, backbone="resnet50", output_stride=int(key[2:])
+    )
+    model.load_state_dict(atrous_model.state_dict())  # strides change no weight
+    run = prepare_for_cpu(model.eval(), example=example, backend="compile")
+    name = f"atrous fast fp32 compile, output stride {key[2:]}"
+    return Variant(name, run, flops_model=model, key=key)
+
+
+def _exported_runner(
+    key: str,
+    atrous_model: nn.Module,
+    calibration: Sequence[torch.Tensor],
+    threads: int | None,
+) -> Runner:
+    """The runner of an ONNX Runtime or OpenVINO variant (one of ``_EXPORTED_KEYS``).
+
+    The first calibration input is the export/conversion example; the int8 variants
+    set their ranges from all of them.
+    """
+    if key == "int8":
+        from atrous.infer.export import OnnxRuntimeModel
+        from atrous.infer.quantize import quantize_int8
+
+        quantized = quantize_int8(atrous_model, calibration)  # percentile, classifier fp32
+        return OnnxRuntimeModel(quantized.path, threads=threads) if threads else quantized
+    if key == "ort-fp32":
+        from atrous.infer.export import OnnxRuntimeModel, export_onnx
+
+        folder = Path(tempfile.mkdtemp(prefix="atrous-bench-"))
+        path = export_onnx(atrous_model, folder / "fp32.onnx", example=calibration[0])
+        return OnnxRuntimeModel(path, threads=threads)
+    from atrous.infer.openvino import OpenVinoModel, convert_to_openvino, quantize_nncf_int8
+
+    if key == "openvino-fp32":
+        return OpenVinoModel(convert_to_openvino(atrous_model, calibration[0]), threads=threads)
+    return OpenVinoModel(quantize_nncf_int8(atrous_model, calibration), threads=threads)
+
+
 def make_variant(
     key: str,
     reference_model: nn.Module,
@@ -396,49 +458,16 @@ def make_variant(
         # (~1.5 GB per 512x512 image for ResNet-50 OS8) before it computes the ranges.
         calibration = noise_inputs(4, size, seed=3)
     example = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    options = {
-        "fp32-eager": {},
-        "fp32": {"backend": "compile"},
-        "jit": {"backend": "jit"},
-        "bf16-eager": {"dtype": torch.bfloat16},
-        "bf16": {"dtype": torch.bfloat16, "backend": "compile"},
-    }
     if key == "torchvision":
         run: Runner = lambda t: reference_model(t)["out"]  # noqa: E731
     elif key == "eager":
         run = lambda t: model_logits(reference_model(t))  # noqa: E731
-    elif key in options:
-        run = prepare_for_cpu(atrous_model, example=example, **options[key])
+    elif key in _FAST_OPTIONS:
+        run = prepare_for_cpu(atrous_model, example=example, **_FAST_OPTIONS[key])
     elif key in ("os8", "os16"):
-        from atrous.models import build_model
-
-        model = build_model(
-            "deeplabv3", num_classes=21, backbone="resnet50", output_stride=int(key[2:])
-        )
-        model.load_state_dict(atrous_model.state_dict())  # strides change no weight
-        run = prepare_for_cpu(model.eval(), example=example, backend="compile")
-        name = f"atrous fast fp32 compile, output stride {key[2:]}"
-        return Variant(name, run, flops_model=model, key=key)
-    elif key == "int8":
-        from atrous.infer.export import OnnxRuntimeModel
-        from atrous.infer.quantize import quantize_int8
-
-        quantized = quantize_int8(atrous_model, calibration)  # percentile, classifier fp32
-        run = OnnxRuntimeModel(quantized.path, threads=threads) if threads else quantized
-    elif key == "ort-fp32":
-        from atrous.infer.export import OnnxRuntimeModel, export_onnx
-
-        folder = Path(tempfile.mkdtemp(prefix="atrous-bench-"))
-        path = export_onnx(atrous_model, folder / "fp32.onnx", example=calibration[0])
-        run = OnnxRuntimeModel(path, threads=threads)
-    elif key == "openvino-fp32":
-        from atrous.infer.openvino import OpenVinoModel, convert_to_openvino
-
-        run = OpenVinoModel(convert_to_openvino(atrous_model, calibration[0]), threads=threads)
-    elif key == "openvino-int8":
-        from atrous.infer.openvino import OpenVinoModel, quantize_nncf_int8
-
-        run = OpenVinoModel(quantize_nncf_int8(atrous_model, calibration), threads=threads)
+        return _output_stride_variant(key, atrous_model, example)
+    elif key in _EXPORTED_KEYS:
+        run = _exported_runner(key, atrous_model, calibration, threads)
     else:
         raise ValueError(f"unknown variant {key!r}; known: {', '.join(VARIANT_NAMES)}")
     return Variant(VARIANT_NAMES[key], run, key=key)
