@@ -40,27 +40,19 @@ def _expand(value: IntOrSeq, dims: int, name: str) -> tuple[int, ...]:
     return values
 
 
-def dilated_conv(
+def _check_arguments(
     x: Tensor,
     weight: Tensor,
-    bias: Tensor | None = None,
-    stride: IntOrSeq = 1,
-    padding: IntOrSeq = 0,
-    dilation: IntOrSeq = 1,
-    groups: int = 1,
-) -> Tensor:
-    """N-d dilated convolution from the definition (see the module docstring).
+    bias: Tensor | None,
+    stride: IntOrSeq,
+    padding: IntOrSeq,
+    dilation: IntOrSeq,
+    groups: int,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Validate :func:`dilated_conv`'s arguments; return per-dimension strides, paddings, rates.
 
-    Args:
-        x: input of shape ``(N, C_in, *spatial)``.
-        weight: kernel of shape ``(C_out, C_in / groups, *kernel)``.
-        bias: optional ``(C_out,)``.
-        stride, padding, dilation: one int for every dimension or one per dimension.
-            ``dilation`` is the rate ``r``.
-        groups: channels are split into this many independent groups.
-
-    Returns:
-        ``(N, C_out, *out)`` with ``out = floor((n + 2p - r(K-1) - 1) / s) + 1``.
+    Every shape and value is checked before any work, so a bad call fails with a message
+    naming the argument instead of an indexing error deep inside the tap loop.
     """
     dims = weight.dim() - 2
     if dims < 1:
@@ -88,7 +80,7 @@ def dilated_conv(
             raise ValueError(f"padding must be >= 0, got {paddings}")
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
-    n, c_in = x.shape[:2]
+    c_in = x.shape[1]
     c_out, c_in_per_group = weight.shape[:2]
     if c_in % groups or c_out % groups:
         raise ValueError(
@@ -101,7 +93,52 @@ def dilated_conv(
         )
     if bias is not None and bias.shape != (c_out,):
         raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
+    return strides, paddings, rates
 
+
+def _zero_pad(x: Tensor, paddings: Sequence[int]) -> Tensor:
+    """``x`` with ``paddings[d]`` zeros on both sides of spatial dimension ``d``.
+
+    The input is written into a zero tensor rather than padded with
+    ``torch.nn.functional.pad`` so the reference stays free of torch's conv helpers;
+    the assignment is differentiable.
+    """
+    n, c_in = x.shape[:2]
+    spatial = tuple(x.shape[2:])
+    padded = x.new_zeros(
+        (n, c_in, *(size + 2 * p for size, p in zip(spatial, paddings, strict=True)))
+    )
+    interior = tuple(slice(p, p + size) for size, p in zip(spatial, paddings, strict=True))
+    padded[(slice(None), slice(None), *interior)] = x
+    return padded
+
+
+def dilated_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrSeq = 1,
+    padding: IntOrSeq = 0,
+    dilation: IntOrSeq = 1,
+    groups: int = 1,
+) -> Tensor:
+    """N-d dilated convolution from the definition (see the module docstring).
+
+    Args:
+        x: input of shape ``(N, C_in, *spatial)``.
+        weight: kernel of shape ``(C_out, C_in / groups, *kernel)``.
+        bias: optional ``(C_out,)``.
+        stride, padding, dilation: one int for every dimension or one per dimension.
+            ``dilation`` is the rate ``r``.
+        groups: channels are split into this many independent groups.
+
+    Returns:
+        ``(N, C_out, *out)`` with ``out = floor((n + 2p - r(K-1) - 1) / s) + 1``.
+    """
+    dims = weight.dim() - 2
+    strides, paddings, rates = _check_arguments(x, weight, bias, stride, padding, dilation, groups)
+    n, c_in = x.shape[:2]
+    c_out = weight.shape[0]
     kernel = tuple(weight.shape[2:])
     spatial = tuple(x.shape[2:])
     out = tuple(
@@ -109,12 +146,7 @@ def dilated_conv(
         for size, k, s, p, r in zip(spatial, kernel, strides, paddings, rates, strict=True)
     )
 
-    # Zero padding by writing the input into a zero tensor (differentiable).
-    padded = x.new_zeros(
-        (n, c_in, *(size + 2 * p for size, p in zip(spatial, paddings, strict=True)))
-    )
-    interior = tuple(slice(p, p + size) for size, p in zip(spatial, paddings, strict=True))
-    padded[(slice(None), slice(None), *interior)] = x
+    padded = _zero_pad(x, paddings)
 
     g = groups
     xg = padded.reshape(n, g, c_in // g, *padded.shape[2:])
