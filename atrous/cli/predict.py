@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 NAME = "predict"
 
@@ -70,40 +72,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.ray is not None:
-        from atrous.scale.ray_predict import predict_cli
+class _UsageError(Exception):
+    """A bad argument or model: printed as ``error: ...`` with exit status 2."""
 
-        return predict_cli(args)
-    import csv
-    import logging
-    from pathlib import Path
 
-    from tqdm import tqdm
+def _load_runner(args: argparse.Namespace) -> tuple[object, object | None]:
+    """The model the predictor runs and the model that supplies class names and palette.
 
-    from atrous.constants import voc_palette
-    from atrous.infer import (
-        DEFAULT_MAX_PIXELS,
-        ImageError,
-        Predictor,
-        class_areas,
-        colorize,
-        expand_inputs,
-        load_image,
-        output_stems,
-        overlay,
-    )
-
-    logger = logging.getLogger("atrous.predict")
-    try:
-        files = expand_inputs(args.inputs)
-    except FileNotFoundError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not files:
-        print("error: no image files found in the inputs", file=sys.stderr)
-        return 2
-
+    Raises:
+        _UsageError: ``--model`` cannot be loaded, or the backend's model is missing or
+            cannot be opened.
+    """
     metadata_model = None
     if args.model:
         from atrous.infer.loading import load_model
@@ -111,46 +90,55 @@ def run(args: argparse.Namespace) -> int:
         try:
             metadata_model = load_model(args.model)
         except (FileNotFoundError, ValueError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
+            raise _UsageError(str(error)) from error
     if args.backend == "onnxruntime":
         if not args.onnx:
-            print("error: --backend onnxruntime needs --onnx FILE", file=sys.stderr)
-            return 2
+            raise _UsageError("--backend onnxruntime needs --onnx FILE")
         from atrous.infer.export import OnnxRuntimeModel
 
         try:
-            runner = OnnxRuntimeModel(args.onnx)
+            return OnnxRuntimeModel(args.onnx), metadata_model
         except Exception as error:  # onnxruntime raises its own exception types
-            print(f"error: cannot open {args.onnx}: {error}", file=sys.stderr)
-            return 2
-    else:
-        if metadata_model is None:
-            print("error: --model is required with --backend torch", file=sys.stderr)
-            return 2
-        runner = metadata_model
-        if args.fast and args.compile:
-            from atrous.infer.fast import prepare_for_cpu
+            raise _UsageError(f"cannot open {args.onnx}: {error}") from error
+    if metadata_model is None:
+        raise _UsageError("--model is required with --backend torch")
+    runner = metadata_model
+    if args.fast and args.compile:
+        from atrous.infer.fast import prepare_for_cpu
 
-            runner = prepare_for_cpu(metadata_model, backend="compile")
-            args.fast = False
-    predictor = Predictor(
-        runner,
-        device=args.device,
-        mode=args.mode,
-        window=args.window,
-        overlap=args.overlap,
-        scales=args.tta_scales,
-        flip=args.flip,
-        batch_size=args.batch_size,
-        fast=args.fast and args.backend == "torch",
-    )
+        runner = prepare_for_cpu(metadata_model, backend="compile")
+        args.fast = False
+    return runner, metadata_model
+
+
+def _predict_files(
+    args: argparse.Namespace,
+    predictor: Any,
+    metadata_model: object | None,
+    files: list[Path],
+    stems: dict[Path, str],
+    out: Path,
+) -> tuple[set[Path], list[Any], list[dict]]:
+    """Predict ``files`` batch by batch and write their masks (and overlays) into ``out``.
+
+    Unreadable files are logged and skipped so the others are still predicted. Class
+    names and palette come from ``metadata_model``, else from the first mask.
+
+    Returns:
+        The files written, the :class:`~atrous.infer.ImageError` of every skipped one,
+        and the per-class area rows (filled only with ``--csv``).
+    """
+    import logging
+
+    from tqdm import tqdm
+
+    from atrous.constants import voc_palette
+    from atrous.infer import DEFAULT_MAX_PIXELS, ImageError, class_areas, colorize, load_image
+    from atrous.infer import overlay as overlay_image
+
+    logger = logging.getLogger("atrous.predict")
     names = getattr(metadata_model, "class_names", None)
     palette = getattr(metadata_model, "palette", None)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = dict(zip(files, output_stems(files, companions=("_overlay",))))
     failures: list[ImageError] = []
     area_rows: list[dict] = []
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
@@ -179,20 +167,32 @@ def run(args: argparse.Namespace) -> int:
                 stem = stems[path]
                 colorize(mask, palette).save(out / f"{stem}.png")
                 if args.overlay:
-                    overlay(image, mask, palette, args.alpha).save(out / f"{stem}_overlay.png")
+                    overlay_image(image, mask, palette, args.alpha).save(
+                        out / f"{stem}_overlay.png"
+                    )
                 if args.csv:
                     for row in class_areas(mask, names):
                         area_rows.append({"file": str(path), **row})
                 written.add(path)
                 bar.update(1)
-    if args.csv:
-        with open(args.csv, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(
-                handle, fieldnames=["file", "index", "name", "pixels", "fraction"]
-            )
-            writer.writeheader()
-            for row in area_rows:
-                writer.writerow({**row, "fraction": f"{row['fraction']:.6f}"})
+    return written, failures, area_rows
+
+
+def _write_areas(csv_path: str, area_rows: list[dict]) -> None:
+    """The ``--csv`` file: one row per image and class, fractions to six decimals."""
+    import csv
+
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["file", "index", "name", "pixels", "fraction"])
+        writer.writeheader()
+        for row in area_rows:
+            writer.writerow({**row, "fraction": f"{row['fraction']:.6f}"})
+
+
+def _summarise(
+    files: list[Path], written: set[Path], stems: dict[Path, str], out: Path, failures: list
+) -> int:
+    """Print what was written (and under which renamed stems) and what failed; exit status."""
     print(f"predicted {len(written)} of {len(files)} files into {out}")
     renamed = [
         (path, stems[path]) for path in files if path in written and stems[path] != path.stem
@@ -207,3 +207,45 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from atrous.scale.ray_predict import predict_cli
+
+        return predict_cli(args)
+    from atrous.infer import Predictor, expand_inputs, output_stems
+
+    try:
+        files = expand_inputs(args.inputs)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not files:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return 2
+    try:
+        runner, metadata_model = _load_runner(args)
+    except _UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    predictor = Predictor(
+        runner,
+        device=args.device,
+        mode=args.mode,
+        window=args.window,
+        overlap=args.overlap,
+        scales=args.tta_scales,
+        flip=args.flip,
+        batch_size=args.batch_size,
+        fast=args.fast and args.backend == "torch",
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = dict(zip(files, output_stems(files, companions=("_overlay",))))
+    written, failures, area_rows = _predict_files(
+        args, predictor, metadata_model, files, stems, out
+    )
+    if args.csv:
+        _write_areas(args.csv, area_rows)
+    return _summarise(files, written, stems, out, failures)
