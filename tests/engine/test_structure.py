@@ -1,20 +1,41 @@
-"""The engine stays readable: no function in atrous/engine longer than a screen."""
+"""The core stays readable: no function in atrous/engine, models, analysis, infer or ops
+longer than a screen (issue 14)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-ENGINE = Path(__file__).resolve().parents[2] / "atrous" / "engine"
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "atrous"
 MAX_LINES = 80
 
 
-def test_no_engine_function_is_longer_than_a_screen() -> None:
+def long_functions(folder: Path, root: Path = PACKAGE) -> list[str]:
+    """``file:line name (n lines)`` (file relative to ``root``) for every function under
+    ``folder`` over MAX_LINES."""
     long = []
-    for path in sorted(ENGINE.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.end_lineno - node.lineno + 1  # type: ignore[operator]
                 if lines > MAX_LINES:
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
+                    name = path.relative_to(root).as_posix()
+                    long.append(f"{name}:{node.lineno} {node.name} ({lines} lines)")
+    return long
+
+
+@pytest.mark.parametrize("area", ["engine", "models", "analysis", "infer", "ops"])
+def test_no_function_is_longer_than_a_screen(area: str) -> None:
+    folder = PACKAGE / area
+    assert folder.is_dir(), f"{folder} is missing"
+    long = long_functions(folder)
     assert not long, f"split these into parts that fit on a screen: {long}"
+
+
+def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
+    (tmp_path / "long.py").write_text(f"def too_long():\n{body}\n\n\ndef short():\n    pass\n")
+    found = long_functions(tmp_path, root=tmp_path)
+    assert found == [f"long.py:1 too_long ({MAX_LINES + 1} lines)"]
