@@ -349,6 +349,115 @@ def _analyse(model: Any, size: int, samples: int, out_dir: Path, label: str) -> 
     }
 
 
+def _demo_device_and_models(settings: DemoSettings) -> tuple[Any, list[DemoModel]]:
+    """The resolved device and the models of ``settings.models``, checked before any work.
+
+    Raises:
+        ValueError: the device is not cpu/cuda, or a model key is unknown.
+    """
+    from atrous.device import resolve_device
+
+    resolved = resolve_device(settings.device)
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda or auto, got {settings.device!r}")
+    catalogue = {m.key: m for m in demo_models(settings.width)}
+    unknown = [k for k in settings.models if k not in catalogue]
+    if unknown:
+        raise ValueError(f"unknown demo model(s) {unknown}; choose from {list(catalogue)}")
+    return resolved, [catalogue[k] for k in settings.models]
+
+
+def _generate_data(data_root: Path, settings: DemoSettings) -> None:
+    """Write the synthetic context dataset the models train and validate on."""
+    from atrous.data.synthetic import generate
+
+    logger.info(
+        "generating the context dataset (%d train + %d val images, %dpx) in %s",
+        settings.train_images,
+        settings.val_images,
+        settings.image_size,
+        data_root,
+    )
+    generate(
+        data_root,
+        seed=settings.seed,
+        train=settings.train_images,
+        val=settings.val_images,
+        size=settings.image_size,
+    )
+
+
+def _train_and_analyse(
+    spec: DemoModel,
+    settings: DemoSettings,
+    *,
+    out_dir: Path,
+    data_root: Path,
+    epochs: int,
+    device: str,
+    val_set: Any,
+    class_names: list[str],
+    progress: bool,
+) -> tuple[ModelResult, Any, dict[str, Any]]:
+    """Train one model with the shared budget, evaluate it on ``val_set`` and analyse it.
+
+    Returns:
+        Its table row, the trained model, and the :func:`_analyse` result (figures, maps).
+
+    Raises:
+        DemoInterrupted: training stopped before the budget was spent.
+    """
+    from atrous.engine import evaluate, train
+
+    model_dir = out_dir / "models" / spec.key
+    config = _engine_config(spec, settings, data_root, epochs, device)
+    tick = time.perf_counter()
+    result = train(config, model_dir, progress=progress)
+    seconds = time.perf_counter() - tick
+    if result.status != "completed":
+        raise DemoInterrupted(
+            f"training of {spec.label} was interrupted ({result.status}); its checkpoint "
+            f"is in {model_dir}. The demo stopped: models trained for less than the "
+            "shared budget would not be comparable."
+        )
+    model = result.model
+    assert model is not None
+    final = evaluate(
+        model,
+        val_set,
+        num_classes=len(class_names),
+        class_names=class_names,
+        boundary_tolerance=config.eval.boundary_tolerance,
+    )
+    analysis = _analyse(model, settings.image_size, settings.erf_samples, model_dir, spec.label)
+    row = ModelResult(
+        key=spec.key,
+        label=spec.label,
+        name=spec.name,
+        options=dict(spec.options),
+        parameters=sum(p.numel() for p in model.parameters()),
+        miou=float(final["miou"]),
+        boundary_f1=float(final["boundary_f1"]),
+        pixel_acc=float(final["pixel_acc"]),
+        per_class_iou={r["name"]: float(r["iou"]) for r in final.per_class},
+        train_seconds=seconds,
+        history=list(result.history),
+        coverage_png=str(Path(analysis["coverage_png"]).relative_to(out_dir)),
+        erf_png=str(Path(analysis["erf_png"]).relative_to(out_dir)),
+        **{k: analysis[k] for k in _ANALYSIS_FIELDS},
+    )
+    logger.info(
+        "%s: val mIoU %.3f, boundary F1 %.3f, holes %.1f%%, ERF r50 %.1f px (%.0f s)",
+        spec.label,
+        row.miou,
+        row.boundary_f1,
+        100 * row.hole_fraction,
+        row.erf_radius_50,
+        seconds,
+    )
+    return row, model, analysis
+
+
 def run_demo(
     out_dir: str | Path,
     settings: DemoSettings = DemoSettings(),
@@ -368,38 +477,15 @@ def run_demo(
     import torch
 
     from atrous.data import build_dataset, eval_transforms
-    from atrous.data.synthetic import generate
-    from atrous.device import resolve_device
-    from atrous.engine import evaluate, train
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    resolved = resolve_device(settings.device)
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu, cuda or auto, got {settings.device!r}")
+    resolved, models = _demo_device_and_models(settings)
     device = str(resolved)
-    catalogue = {m.key: m for m in demo_models(settings.width)}
-    unknown = [k for k in settings.models if k not in catalogue]
-    if unknown:
-        raise ValueError(f"unknown demo model(s) {unknown}; choose from {list(catalogue)}")
-    models = [catalogue[k] for k in settings.models]
 
     data_root = out_dir / "data"
-    logger.info(
-        "generating the context dataset (%d train + %d val images, %dpx) in %s",
-        settings.train_images,
-        settings.val_images,
-        settings.image_size,
-        data_root,
-    )
-    generate(
-        data_root,
-        seed=settings.seed,
-        train=settings.train_images,
-        val=settings.val_images,
-        size=settings.image_size,
-    )
+    _generate_data(data_root, settings)
     val_set = build_dataset("folder", data_root, split="val", transform=eval_transforms())
     class_names = list(val_set.class_names)
 
@@ -410,55 +496,19 @@ def run_demo(
     trained: dict[str, Any] = {}
     for index, spec in enumerate(models, 1):
         logger.info("[%d/%d] training %s", index, len(models), spec.label)
-        model_dir = out_dir / "models" / spec.key
-        config = _engine_config(spec, settings, data_root, epochs, device)
-        tick = time.perf_counter()
-        result = train(config, model_dir, progress=progress)
-        seconds = time.perf_counter() - tick
-        if result.status != "completed":
-            raise DemoInterrupted(
-                f"training of {spec.label} was interrupted ({result.status}); its checkpoint "
-                f"is in {model_dir}. The demo stopped: models trained for less than the "
-                "shared budget would not be comparable."
-            )
-        model = result.model
-        assert model is not None
-        final = evaluate(
-            model,
-            val_set,
-            num_classes=len(class_names),
+        row, model, analysis = _train_and_analyse(
+            spec,
+            settings,
+            out_dir=out_dir,
+            data_root=data_root,
+            epochs=epochs,
+            device=device,
+            val_set=val_set,
             class_names=class_names,
-            boundary_tolerance=config.eval.boundary_tolerance,
+            progress=progress,
         )
-        analysis = _analyse(model, settings.image_size, settings.erf_samples, model_dir, spec.label)
-        rows.append(
-            ModelResult(
-                key=spec.key,
-                label=spec.label,
-                name=spec.name,
-                options=dict(spec.options),
-                parameters=sum(p.numel() for p in model.parameters()),
-                miou=float(final["miou"]),
-                boundary_f1=float(final["boundary_f1"]),
-                pixel_acc=float(final["pixel_acc"]),
-                per_class_iou={r["name"]: float(r["iou"]) for r in final.per_class},
-                train_seconds=seconds,
-                history=list(result.history),
-                coverage_png=str(Path(analysis["coverage_png"]).relative_to(out_dir)),
-                erf_png=str(Path(analysis["erf_png"]).relative_to(out_dir)),
-                **{k: analysis[k] for k in _ANALYSIS_FIELDS},
-            )
-        )
+        rows.append(row)
         trained[spec.key] = (model, analysis["coverage"], analysis["erf"])
-        logger.info(
-            "%s: val mIoU %.3f, boundary F1 %.3f, holes %.1f%%, ERF r50 %.1f px (%.0f s)",
-            spec.label,
-            rows[-1].miou,
-            rows[-1].boundary_f1,
-            100 * rows[-1].hole_fraction,
-            rows[-1].erf_radius_50,
-            seconds,
-        )
         del model
         if resolved.type == "cuda":
             torch.cuda.empty_cache()
