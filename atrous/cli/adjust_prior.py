@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 NAME = "adjust-prior"
 
@@ -55,6 +57,47 @@ def _default_weights(metadata: dict) -> str | list[float]:
     return spec if spec else "median_frequency"
 
 
+def _weights_spec(weights: str | None, saved_metadata: dict) -> str | list[float]:
+    """The class-weight spec of ``--weights``: a rule name or explicit values.
+
+    Without ``--weights`` the model's own training weights give the direction, so the
+    adjustment undoes exactly what training added.
+
+    Raises:
+        ValueError: ``weights`` is neither a known rule nor comma-separated numbers.
+    """
+    if weights is None:
+        return _default_weights(saved_metadata)
+    if weights in ("median_frequency", "sqrt_median_frequency"):
+        return weights
+    try:
+        return [float(v) for v in weights.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--weights {weights!r}: expected median_frequency, "
+            "sqrt_median_frequency or comma-separated numbers"
+        ) from None
+
+
+def _print_search(
+    args: argparse.Namespace,
+    root: str,
+    spec: str | list[float],
+    search: Any,
+    class_names: Sequence[str],
+) -> None:
+    """Print the alpha table and the best alpha (against alpha 0, as trained, if tried)."""
+    label = spec if isinstance(spec, str) else "explicit"
+    print(f"{args.model} on {root} [{args.split}]; direction: log of {label} weights")
+    print(search.table(class_names))
+    best = search.best
+    print(f"best alpha {best:+.2f} (mIoU {100 * max(search.miou):.2f} vs "
+          f"{100 * search.miou[search.alphas.index(0.0)]:.2f} as trained)"
+          if 0.0 in search.alphas else f"best alpha {best:+.2f}")  # fmt: skip
+    if args.split != "train":
+        print(f"note: alpha was chosen on {args.split!r}; metrics on that split are now optimistic")
+
+
 def run(args: argparse.Namespace) -> int:
     from atrous.data import DataError, build_dataset, detect_format
     from atrous.device import resolve_device
@@ -74,19 +117,7 @@ def run(args: argparse.Namespace) -> int:
         # The training config and earlier adjustments, as save_pretrained stored them.
         saved_metadata = dict(getattr(model, "metadata", None) or {})
         dataset = build_dataset(data_format, root, split=args.split)
-        spec: str | list[float]
-        if args.weights is None:
-            spec = _default_weights(saved_metadata)
-        elif args.weights in ("median_frequency", "sqrt_median_frequency"):
-            spec = args.weights
-        else:
-            try:
-                spec = [float(v) for v in args.weights.split(",")]
-            except ValueError:
-                raise ValueError(
-                    f"--weights {args.weights!r}: expected median_frequency, "
-                    "sqrt_median_frequency or comma-separated numbers"
-                ) from None
+        spec = _weights_spec(args.weights, saved_metadata)
         weights = class_weights_from_data(spec, data_format, root, "train")
         if model.num_classes != dataset.num_classes:
             raise ValueError(
@@ -106,15 +137,8 @@ def run(args: argparse.Namespace) -> int:
     except (DataError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    label = spec if isinstance(spec, str) else "explicit"
-    print(f"{args.model} on {root} [{args.split}]; direction: log of {label} weights")
-    print(search.table(dataset.class_names))
+    _print_search(args, root, spec, search, dataset.class_names)
     best = search.best
-    print(f"best alpha {best:+.2f} (mIoU {100 * max(search.miou):.2f} vs "
-          f"{100 * search.miou[search.alphas.index(0.0)]:.2f} as trained)"
-          if 0.0 in search.alphas else f"best alpha {best:+.2f}")  # fmt: skip
-    if args.split != "train":
-        print(f"note: alpha was chosen on {args.split!r}; metrics on that split are now optimistic")
     record = {
         "alpha": best,
         "class_weights": spec,
