@@ -77,21 +77,28 @@ def write_figures(
     demo: DemoResult, trained: dict[str, tuple[Any, Any, Any]], val_set: Any
 ) -> dict[str, str]:
     """Predictions grid, training curves and the coverage/ERF panel; paths relative to out."""
-    from atrous.analysis.plots import HOLE_COLOUR, coverage_image
-    from atrous.data.transforms import denormalize
-
-    plt = _pyplot()
-    out = demo.out_dir
-    palette = val_set.palette
     predictions: dict[str, np.ndarray] = {}
     truth = np.zeros(0)
     for row in demo.rows:
         pred, truth = _predict_all(trained[row.key][0], val_set)
         predictions[row.key] = pred
         row.fragmentation = fragmentation(pred, truth)
-    figures: dict[str, str] = {}
+    return {
+        "predictions": _predictions_figure(demo, predictions, truth, val_set),
+        "curves": _curves_figure(demo),
+        "receptive_fields": _receptive_fields_figure(demo, trained),
+    }
 
-    # 1. Predictions next to ground truth.
+
+def _predictions_figure(
+    demo: DemoResult, predictions: dict[str, np.ndarray], truth: np.ndarray, val_set: Any
+) -> str:
+    """Figure 1: sample images, their ground truth and every model's prediction."""
+    from atrous.data.transforms import denormalize
+
+    plt = _pyplot()
+    out = demo.out_dir
+    palette = val_set.palette
     picks = _pick_samples(truth, demo.settings.sample_count)
     labels = ["image", "ground truth", *(row.label for row in demo.rows)]
     figure, axes = plt.subplots(
@@ -115,9 +122,13 @@ def write_figures(
     handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(palette[i]) / 255) for i in range(1, 3)]
     figure.legend(handles, demo.class_names[1:3], loc="lower center", ncol=2, fontsize=8)
     figure.tight_layout(rect=(0, 0.04, 1, 1))
-    figures["predictions"] = _save(figure, out / "predictions.png", out)
+    return _save(figure, out / "predictions.png", out)
 
-    # 2. Training curves.
+
+def _curves_figure(demo: DemoResult) -> str:
+    """Figure 2: training loss and validation mIoU per epoch, one line per model."""
+    plt = _pyplot()
+    out = demo.out_dir
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
     for row in demo.rows:
         epochs = [h["epoch"] for h in row.history]
@@ -129,9 +140,15 @@ def write_figures(
     for axis in (left, right):
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figures["curves"] = _save(figure, out / "curves.png", out)
+    return _save(figure, out / "curves.png", out)
 
-    # 3. Where each model looks: exact coverage (holes red) and measured ERF.
+
+def _receptive_fields_figure(demo: DemoResult, trained: dict[str, tuple[Any, Any, Any]]) -> str:
+    """Figure 3: where each model looks: exact coverage (holes red) and measured ERF."""
+    from atrous.analysis.plots import HOLE_COLOUR, coverage_image
+
+    plt = _pyplot()
+    out = demo.out_dir
     figure, axes = plt.subplots(
         2, len(demo.rows), figsize=(2.6 * len(demo.rows), 5.4), dpi=100, squeeze=False
     )
@@ -159,8 +176,7 @@ def write_figures(
         fontsize=8,
     )
     figure.tight_layout(rect=(0, 0.04, 1, 1))
-    figures["receptive_fields"] = _save(figure, out / "receptive_fields.png", out)
-    return figures
+    return _save(figure, out / "receptive_fields.png", out)
 
 
 def _save(figure: Any, path: Path, root: Path) -> str:
