@@ -36,6 +36,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -244,6 +245,63 @@ class MaskWriter:
             return None
 
 
+def _actor_pool_size(actors: int | None, cpus_per_actor: float) -> int:
+    """The actor count: ``actors``, or as many as the cluster's CPUs hold.
+
+    More actors than the cluster has CPUs for is allowed (they wait, or the autoscaler
+    adds nodes) but logged, since on a fixed cluster it only adds queueing.
+
+    Raises:
+        ValueError: ``actors`` < 1.
+    """
+    import ray
+
+    if actors is None:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        actors = max(1, int(cpus // max(cpus_per_actor, 1e-9)))
+    if actors < 1:
+        raise ValueError(f"actors must be >= 1, got {actors}")
+    available = ray.cluster_resources().get("CPU", 0.0)
+    if actors * cpus_per_actor > available:
+        logger.warning(
+            "%d actors x %g CPUs exceed the cluster's %g CPUs: actors wait for CPUs "
+            "(or for the autoscaler)",
+            actors,
+            cpus_per_actor,
+            available,
+        )
+    return actors
+
+
+def _collect(
+    predicted: Any, paths: Sequence[str], result: RayPredictResult, *, progress: bool
+) -> None:
+    """Stream the actors' rows into ``result``: areas, counts, and failures in file order.
+
+    Rows arrive in whatever order the actors finish; failures are reordered to follow
+    ``paths`` so the report reads like the local path's.
+    """
+    from tqdm import tqdm
+
+    failures: dict[str, str] = {}
+    with tqdm(total=len(paths), unit="img", disable=not progress or None) as bar:
+        for batch in predicted.iter_batches(batch_format="numpy", batch_size=None):
+            for path, status, detail, pixels in zip(
+                batch["path"], batch["status"], batch["detail"], batch["pixels"]
+            ):
+                if status == "failed":
+                    failures[str(path)] = str(detail)
+                    logger.error("skipped %s", detail)
+                else:
+                    result.areas[str(path)] = json.loads(str(pixels))
+                    if status == "skipped":
+                        result.skipped += 1
+                    else:
+                        result.predicted += 1
+                bar.update(1)
+    result.failures = [failures[p] for p in paths if p in failures]
+
+
 def predict_with_ray(
     files: Sequence[str | Path],
     out: str | Path,
@@ -274,7 +332,6 @@ def predict_with_ray(
             driver before any actor starts).
     """
     import ray
-    from tqdm import tqdm
 
     from atrous.infer.loading import load_model
 
@@ -284,20 +341,7 @@ def predict_with_ray(
     out.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():
         ray.init()
-    if actors is None:
-        cpus = ray.cluster_resources().get("CPU", 1.0)
-        actors = max(1, int(cpus // max(cpus_per_actor, 1e-9)))
-    if actors < 1:
-        raise ValueError(f"actors must be >= 1, got {actors}")
-    available = ray.cluster_resources().get("CPU", 0.0)
-    if actors * cpus_per_actor > available:
-        logger.warning(
-            "%d actors x %g CPUs exceed the cluster's %g CPUs: actors wait for CPUs "
-            "(or for the autoscaler)",
-            actors,
-            cpus_per_actor,
-            available,
-        )
+    actors = _actor_pool_size(actors, cpus_per_actor)
     from atrous.infer.io import output_stems
 
     paths = [str(p) for p in files]
@@ -324,23 +368,7 @@ def predict_with_ray(
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=cpus_per_actor,
     )
-    failures: dict[str, str] = {}
-    with tqdm(total=len(paths), unit="img", disable=not progress or None) as bar:
-        for batch in predicted.iter_batches(batch_format="numpy", batch_size=None):
-            for path, status, detail, pixels in zip(
-                batch["path"], batch["status"], batch["detail"], batch["pixels"]
-            ):
-                if status == "failed":
-                    failures[str(path)] = str(detail)
-                    logger.error("skipped %s", detail)
-                else:
-                    result.areas[str(path)] = json.loads(str(pixels))
-                    if status == "skipped":
-                        result.skipped += 1
-                    else:
-                        result.predicted += 1
-                bar.update(1)
-    result.failures = [failures[p] for p in paths if p in failures]
+    _collect(predicted, paths, result, progress=progress)
     if csv_path is not None:
         write_area_csv(csv_path, paths, result)
     return result
