@@ -106,7 +106,9 @@ def test_bench_table_has_every_variant_with_its_ratio(
     for variant in variants:
         variant.times.clear()
     time_variants(variants, x, runs=3, warmup=1)
-    table = format_table(variants, batch=1, reference=variants[0].name, peak_gflops=1.0)
+    table = format_table(
+        variants, batch=1, reference=variants[0].name, peak_gflops=1.0, skipped=skipped
+    )
     rows = {
         line.split(" | ")[0][2:]: line.split(" | ")
         for line in table.splitlines()
