@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from atrous.cli import main
-from atrous.serve.flags import add_config_arguments, attribute_help, config_from_args
 from atrous.serve import ServeConfig
+from atrous.serve.flags import add_config_arguments, attribute_help, config_from_args
 
 
 def parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
 from atrous.models.config import model_config
+from atrous.models.realtime.common import override_stages
 from atrous.models.segmentor import Segmentor
 from atrous.ops.schedule import DilationSchedule
 
@@ -198,7 +199,12 @@ def erfnet(
         dropout: ``stage1`` dropout (``stage2`` uses ten times it).
     """
     config = model_config("erfnet", locals())
-    schedule = _merge(SCHEDULE, dilation_schedule)
+    schedule = override_stages(
+        SCHEDULE,
+        dilation_schedule,
+        model="ERFNet",
+        example='{"stage2": [1, 1, 2, 5, 9, 1, 2, 5, 9]} (the downsampler first, at rate 1)',
+    )
     config["dilation_schedule"] = schedule.to_config()
     encoder = ERFNetEncoder(schedule=schedule, width=width, dropout=dropout)
     return Segmentor(
@@ -208,24 +214,3 @@ def erfnet(
         num_classes=num_classes,
         config=config,
     )
-
-
-def _merge(base: DilationSchedule, override: object) -> DilationSchedule:
-    """``base`` with the stages ``override`` names replaced (``None`` keeps ``base``)."""
-    if override is None:
-        return base
-    value = DilationSchedule.parse(override)
-    if value.rule != "explicit":
-        raise ValueError(
-            f"ERFNet's schedule is explicit per stage; got the {value.rule!r} rule. Pass "
-            "{'stage2': [eight rates]}"
-        )
-    for name, rates in value.stage_rates.items():
-        expected = base.stage_rates.get(name)
-        if expected is None or len(rates) != len(expected):
-            raise ValueError(
-                f"ERFNet stage {name!r} takes {len(expected) if expected else 'no'} rates "
-                f"(the downsampler's 1, then one per block), got {list(rates)}; its stages "
-                f"are {', '.join(f'{n}: {list(r)}' for n, r in base.stages)}"
-            )
-    return DilationSchedule.explicit({**base.stage_rates, **value.stage_rates})
