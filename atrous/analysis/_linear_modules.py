@@ -39,8 +39,13 @@ class PathConv(nn.Module):
         self.transposed = bool(conv.transposed)
         self.output_padding = tuple(getattr(conv, "output_padding", (0,) * self.dims))
         self.collapsed = collapsed
+        # A convolution that pads at run time (TensorFlow "same", e.g. EfficientNet-Lite's
+        # stride-2 convs) exposes ``pad_input``; the stand-in pads the same way.
+        self.pad_input = getattr(conv, "pad_input", None)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.pad_input is not None:
+            x = self.pad_input(x)
         padding: Any = self.padding
         if self.padding_mode != "zeros" and not isinstance(padding, str):
             pads = [p for p in reversed(_tuple(padding, self.dims)) for _ in range(2)]
@@ -175,6 +180,8 @@ def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: st
     """The stand-in for ``module``, or ``None`` to keep it (and recurse into it)."""
     if getattr(module, "is_channel_gate", False):
         return PassGated()
+    if getattr(module, "is_input_affine", False):  # a fixed per-channel x * a + b
+        return nn.Identity()
     if isinstance(module, (nn.modules.conv._ConvNd,)):
         return PathConv(module, collapsed=collapsed)
     if isinstance(module, nn.Linear):

@@ -33,6 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="dataset folder (same as --set data.root=PATH; the spelling of every command)",
     )
+    p.add_argument(
+        "--backbone-weights",
+        metavar="SPEC",
+        help="initialise the backbone from ImageNet weights (same as --set "
+        "model.backbone_weights=SPEC): efficientnet-lite0|1|2 (installed package), a "
+        "torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1, or a state-dict file",
+    )
     p.add_argument("--out", help="run folder (required unless --list-keys)")
     p.add_argument(
         "--resume",
@@ -65,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.data_root is not None:
         overrides.append(f"data.root={args.data_root}")
+    if args.backbone_weights is not None:
+        overrides.append(f"model.backbone_weights={args.backbone_weights}")
     config_path = args.config
     saved = Path(args.out) / "config.yaml"
     if args.resume and config_path is None and saved.is_file():

@@ -112,7 +112,16 @@ def build_model_for(config: Config, num_classes: int) -> nn.Module:
                 num_classes,
             )
         return model
-    return build_model(config.model.name, num_classes=num_classes, **config.model.options)
+    model = build_model(config.model.name, num_classes=num_classes, **config.model.options)
+    if config.model.backbone_weights:
+        from atrous.models.backbone_weights import BackboneWeightsError, load_backbone_weights
+
+        try:
+            load_backbone_weights(model, config.model.backbone_weights)
+        except BackboneWeightsError as exc:
+            raise ConfigError(f"model.backbone_weights: {exc}") from None
+        logger.info("backbone initialised from %s", config.model.backbone_weights)
+    return model
 
 
 def class_weights(config: Config, num_classes: int) -> list[float] | None:
@@ -138,14 +147,44 @@ def class_weights(config: Config, num_classes: int) -> list[float] | None:
     return list(weights)
 
 
+def parameter_groups(config: Config, model: nn.Module) -> list[dict[str, Any]]:
+    """The head group (``lr_mult`` 1) and, when the model has a backbone, the backbone
+    group (``lr_mult = optim.backbone_lr_mult``); the loop sets ``lr = lr_mult * lr(t)``."""
+    backbone = getattr(model, "backbone", None)
+    backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    head = [p for p in trainable if id(p) not in backbone_ids]
+    trunk = [p for p in trainable if id(p) in backbone_ids]
+    groups = [{"params": head, "lr_mult": 1.0, "name": "head"}]
+    if trunk:
+        groups.append(
+            {"params": trunk, "lr_mult": config.optim.backbone_lr_mult, "name": "backbone"}
+        )
+    return [group for group in groups if group["params"]]
+
+
 def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = parameter_groups(config, model)
     o = config.optim
+    for group in groups:
+        group["lr"] = o.lr * group["lr_mult"]
     if o.name == "sgd":
         return torch.optim.SGD(
-            params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
+            groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay
         )
-    return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+
+
+def freeze_backbone_norms(model: nn.Module) -> None:
+    """Put the backbone's batch norms in eval mode (``model.backbone_bn: frozen``): their
+    running statistics stay the ImageNet ones; call after every ``model.train()``."""
+    backbone = getattr(model, "module", model)
+    backbone = getattr(backbone, "backbone", None)
+    if backbone is None:
+        return
+    for module in backbone.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _iters_per_epoch(config: Config, sampler: DistributedSampler, train_size: int) -> int:

@@ -30,11 +30,24 @@ class ModelConfig:
 
     ``pretrained`` is a folder written by ``save_pretrained`` (or a shipped model name)
     to start from; its architecture is used and ``name``/``options`` are ignored.
+
+    ``backbone_weights`` initialises only the backbone from ImageNet weights (see
+    :mod:`atrous.models.backbone_weights`): ``efficientnet-lite0`` (an installed weights
+    package, checked by SHA-256), a torchvision weights name such as
+    ``ResNet18_Weights.IMAGENET1K_V1`` (downloaded as torchvision does), or a path to a
+    ``.safetensors``/``.pth`` state dict. The head starts from random weights.
+
+    ``backbone_bn``: ``"train"`` updates the backbone's batch-norm statistics as usual;
+    ``"frozen"`` keeps the ImageNet running statistics (the backbone's norms stay in
+    eval mode while training; their scale and shift still learn), the usual choice for
+    very small batches.
     """
 
     name: str = "dilated_net"
     options: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
+    backbone_weights: str | None = None
+    backbone_bn: Literal["train", "frozen"] = "train"
     sync_bn: bool = False
     channels_last: bool = False
 
@@ -78,10 +91,17 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with momentum (DeepLab) or AdamW."""
+    """SGD with momentum (DeepLab) or AdamW.
+
+    ``backbone_lr_mult`` scales the learning rate of the backbone's parameters (a
+    separate parameter group): below 1 when the backbone starts from ImageNet weights,
+    so fine-tuning moves them less than the randomly initialised head (DeepLab's and
+    mmsegmentation's usual 0.1). The warm-up and poly decay apply to both groups.
+    """
 
     name: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
+    backbone_lr_mult: float = 1.0
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4

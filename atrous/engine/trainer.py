@@ -54,6 +54,7 @@ from atrous.engine.build import (
     build_model_for,
     build_run,
     class_weights,
+    freeze_backbone_norms,
     make_optimizer,
     wrap_for_training,
 )
@@ -332,6 +333,8 @@ class _Loop:
         self.log.epoch_started(s.epoch, self.budget.epochs, iters, s.step_in_epoch)
         self.budget.epoch_started()
         self.train_model.train()
+        if self.config.model.backbone_bn == "frozen":
+            freeze_backbone_norms(self.train_model)
         self.lr, self.window, self.window_steps = self.config.optim.lr, None, 0
         reason = None
         for images, masks in self.loader:
@@ -364,7 +367,7 @@ class _Loop:
         )
         self.lr = c.optim.lr * factor
         for group in run.optimizer.param_groups:
-            group["lr"] = self.lr
+            group["lr"] = self.lr * group.get("lr_mult", 1.0)
         images = images.to(run.device, non_blocking=True, memory_format=run.memory_format)
         masks = masks.to(run.device, non_blocking=True)
         with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.use_amp):

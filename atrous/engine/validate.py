@@ -54,6 +54,7 @@ def _check_numbers(config: Config) -> None:
     if not 0 < d.scale_range[0] <= d.scale_range[1]:
         raise ConfigError(f"data.scale_range={list(d.scale_range)}; expected 0 < low <= high")
     _at_least(o.lr, 0, "optim.lr", strict=True)
+    _at_least(o.backbone_lr_mult, 0, "optim.backbone_lr_mult")
     _at_least(o.weight_decay, 0, "optim.weight_decay")
     _at_least(e.every, 1, "eval.every")
     _at_least(e.window, 1, "eval.window")
@@ -158,5 +159,32 @@ def validate_config(config: Config) -> None:
     _check_device(config.train.device)
     if config.model.pretrained:
         _check_pretrained(config.model.pretrained)
+        if config.model.backbone_weights:
+            raise ConfigError(
+                "model.backbone_weights and model.pretrained both set: a pretrained folder "
+                "already holds its backbone's weights; keep one"
+            )
     else:
         check_model_options(config.model.name, dict(config.model.options))
+    if config.model.backbone_weights:
+        _check_backbone_weights(config.model.backbone_weights)
+
+
+def _check_backbone_weights(spec: str) -> None:
+    """The packaged weights are installed and intact, or the file exists (shapes later)."""
+    from atrous.models.backbone_weights import (
+        PACKAGED,
+        BackboneWeightsError,
+        packaged_weights_path,
+    )
+
+    try:
+        if spec in PACKAGED:
+            packaged_weights_path(spec)
+        elif "_Weights." not in spec and not Path(spec).is_file():
+            raise BackboneWeightsError(
+                f"{spec!r} is neither packaged weights ({', '.join(PACKAGED)}), a torchvision "
+                "weights name (ResNet18_Weights.IMAGENET1K_V1) nor a file"
+            )
+    except BackboneWeightsError as exc:
+        raise ConfigError(f"model.backbone_weights: {exc}") from None

@@ -53,6 +53,20 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def input_normalization(model: Any) -> dict[str, Any]:
+    """How ``model`` wants its input: what every atrous path feeds it (RGB in [0, 1]
+    normalised with the ImageNet mean and std) and, where the backbone's weights were
+    trained on another normalisation, the one the model converts it to inside its graph
+    (EfficientNet-Lite: mean = std = 0.5), so no caller needs a flag."""
+    from atrous.constants import IMAGENET_MEAN, IMAGENET_STD
+
+    document: dict[str, Any] = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
+    adapter = getattr(getattr(model, "backbone", None), "input_adapter", None)
+    if adapter is not None:
+        document["backbone_weights_expect"] = {"mean": adapter.mean, "std": adapter.std}
+    return document
+
+
 def save_pretrained(
     model: Segmentor,
     directory: str | os.PathLike[str],
@@ -97,6 +111,7 @@ def save_pretrained(
         "model": config,
         "class_names": names,
         "palette": colours,
+        "input_normalization": input_normalization(model),
         "metadata": metadata or {},
     }
     try:

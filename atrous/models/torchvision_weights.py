@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from atrous.models.backbones.mobilenet import MobileNetV2
 from atrous.models.backbones.mobilenet_v3 import MobileNetV3Large
@@ -85,23 +85,7 @@ def load_torchvision_backbone(model: Segmentor, weights: Any) -> Segmentor:
     """
     state = _state_dict(weights)
     backbone = model.backbone
-    if isinstance(backbone, ResNet):
-        kept = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    elif isinstance(backbone, MobileNetV2):
-        kept = {
-            k: v
-            for k, v in state.items()
-            if k.startswith("features.") and not k.startswith("features.18.")
-        }
-    elif isinstance(backbone, MobileNetV3Large):
-        kept = {
-            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
-        }
-    else:
-        raise ValueError(
-            f"{type(backbone).__name__} has no torchvision counterpart; ImageNet weights load "
-            "into ResNet-18/34/50/101, MobileNetV2 and MobileNetV3-Large backbones"
-        )
+    kept = torchvision_backbone_keys(backbone, state)
     result = backbone.load_state_dict(kept, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(
@@ -110,6 +94,32 @@ def load_torchvision_backbone(model: Segmentor, weights: Any) -> Segmentor:
             "(is it the same ResNet depth?)"
         )
     return model
+
+
+def torchvision_backbone_keys(
+    backbone: nn.Module, state: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
+    """The entries of a torchvision classification state dict that ``backbone`` holds.
+
+    Raises:
+        ValueError: a backbone with no torchvision counterpart.
+    """
+    if isinstance(backbone, ResNet):
+        return {k: v for k, v in state.items() if not k.startswith("fc.")}
+    if isinstance(backbone, MobileNetV2):
+        return {
+            k: v
+            for k, v in state.items()
+            if k.startswith("features.") and not k.startswith("features.18.")
+        }
+    if isinstance(backbone, MobileNetV3Large):
+        return {
+            k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+        }
+    raise ValueError(
+        f"{type(backbone).__name__} has no torchvision counterpart; ImageNet weights load "
+        "into ResNet-18/34/50/101, MobileNetV2 and MobileNetV3-Large backbones"
+    )
 
 
 def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Segmentor:

@@ -61,7 +61,11 @@ def main_path_convs(module: nn.Module) -> tuple[ConvGeometry, ...]:
             continue
         if isinstance(child, nn.Conv2d):
             kernel, dilation = int(child.kernel_size[0]), int(child.dilation[0])
-            padding = child.padding
+            # A convolution that pads at run time (TensorFlow "same") says where its
+            # first tap lands for the analysis.
+            padding = getattr(child, "analysis_padding", child.padding)
+            if isinstance(padding, int):
+                padding = (padding,)
             if isinstance(padding, str):  # "same" / "valid"
                 padding = (dilation * (kernel - 1) // 2,) if padding == "same" else (0,)
             specs.append(

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from atrous.models.backbones import efficientnet_lite
 from atrous.models.backbones.base import Backbone
+from atrous.models.backbones.efficientnet_lite import EfficientNetLite
 from atrous.models.backbones.mobilenet import LAYOUT as MOBILENET_V2_LAYOUT
 from atrous.models.backbones.mobilenet import MobileNetV2
 from atrous.models.backbones.mobilenet_v3 import MobileNetV3Large
 from atrous.models.backbones.resnet import DEPTHS, ResNet, resnet_layout
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout
 
-BACKBONES = (*DEPTHS, "mobilenet_v2", "mobilenet_v3_large")
+BACKBONES = (*DEPTHS, "mobilenet_v2", "mobilenet_v3_large", *efficientnet_lite.VARIANTS)
 
 
 def make_backbone(
     name: str, *, output_stride: int, dilation_schedule: ScheduleLike = None
 ) -> Backbone:
-    """A ResNet (``resnet18/34/50/101``), ``mobilenet_v2`` or ``mobilenet_v3_large``.
+    """A ResNet (``resnet18/34/50/101``), ``mobilenet_v2``, ``mobilenet_v3_large`` or
+    ``efficientnet_lite0/1/2``.
 
     ``dilation_schedule`` is anything :meth:`DilationSchedule.parse` reads; every
     backbone resolves it against its own :func:`backbone_layout`.
@@ -28,6 +31,10 @@ def make_backbone(
         return ResNet(depth=name, output_stride=output_stride, dilation_schedule=dilation_schedule)
     if name == "mobilenet_v2":
         return MobileNetV2(output_stride=output_stride, dilation_schedule=dilation_schedule)
+    if name in efficientnet_lite.VARIANTS:
+        return EfficientNetLite(
+            variant=name, output_stride=output_stride, dilation_schedule=dilation_schedule
+        )
     if name == "mobilenet_v3_large":
         schedule = DilationSchedule.parse(dilation_schedule)
         if schedule != DilationSchedule.plain():
@@ -49,6 +56,8 @@ def backbone_layout(name: str) -> StageLayout:
         return resnet_layout(name)
     if name == "mobilenet_v2":
         return MOBILENET_V2_LAYOUT
+    if name in efficientnet_lite.VARIANTS:
+        return efficientnet_lite.layout(name)
     if name == "mobilenet_v3_large":
         raise ValueError(
             "mobilenet_v3_large has no stage layout yet (it is built at the plain layout "
