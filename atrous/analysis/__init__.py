@@ -20,7 +20,6 @@ from atrous.analysis.erf import ERF, effective_receptive_field
 from atrous.analysis.hdc import (
     DesignedSchedule,
     HDCReport,
-    Schedule,
     StageCheck,
     check_stages,
     design_schedules,
@@ -30,22 +29,21 @@ from atrous.analysis.hdc import (
 )
 from atrous.analysis.plots import plot_coverage, plot_erf, plot_schedules
 from atrous.analysis.receptive_field import (
-    Layer,
     RFRow,
     chain_layers,
     context_module_layers,
     receptive_field_table,
 )
+from atrous.ops.schedule import ConvGeometry
 
 __all__ = [
     "ERF",
+    "ConvGeometry",
     "CoverageMap",
     "CoverageRequest",
     "DesignedSchedule",
     "HDCReport",
-    "Layer",
     "RFRow",
-    "Schedule",
     "StageCheck",
     "chain_counts_1d",
     "chain_coverage",

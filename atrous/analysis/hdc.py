@@ -574,13 +574,9 @@ def _explain(schedule: DesignedSchedule, all_found: Sequence[DesignedSchedule]) 
     )
 
 
-Schedule = DesignedSchedule
-"""Old name of :class:`DesignedSchedule`."""
-
 __all__ = [
     "DesignedSchedule",
     "HDCReport",
-    "Schedule",
     "StageCheck",
     "chain_counts_1d",
     "check_stages",

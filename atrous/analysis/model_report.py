@@ -21,7 +21,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from atrous.analysis.coverage import CoverageMap, CoverageRequest, coverage_maps
-from atrous.analysis.receptive_field import Layer, as_layer, receptive_field_table
+from atrous.analysis.receptive_field import as_layer, receptive_field_table
+from atrous.ops.schedule import ConvGeometry
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _backbone_rows(
     The theoretical receptive field accumulates the main-path convs of every stage so far.
     """
     rows: list[StageRow] = []
-    chain: list[Layer] = []
+    chain: list[ConvGeometry] = []
     previous: str | None = None
     for info, base in zip(infos, bases):
         chain += [as_layer(spec) for spec in getattr(info, "convs", ())]

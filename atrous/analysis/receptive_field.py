@@ -25,10 +25,6 @@ from typing import Any
 
 from atrous.ops.schedule import CONTEXT_MODULE, ConvGeometry, DilationSchedule
 
-Layer = ConvGeometry
-"""One layer of a chain: :class:`atrous.ops.schedule.ConvGeometry` (the one geometry type;
-``Layer`` is its name in the analysis API)."""
-
 
 @dataclass(frozen=True)
 class RFRow:
@@ -41,7 +37,7 @@ class RFRow:
         start: input-pixel coordinate of the centre of the first output's receptive field.
     """
 
-    layer: Layer
+    layer: ConvGeometry
     size: int
     jump: int
     start: float
@@ -51,24 +47,24 @@ class RFRow:
         return {**asdict(self.layer), "size": self.size, "jump": self.jump, "start": self.start}
 
 
-LayerLike = Layer | Mapping[str, Any] | Sequence[Any]
+LayerLike = ConvGeometry | Mapping[str, Any] | Sequence[Any]
 
 
-def as_layer(spec: LayerLike) -> Layer:
-    """Accept a :class:`Layer`, a dict of its fields, or a tuple.
+def as_layer(spec: LayerLike) -> ConvGeometry:
+    """Accept a :class:`ConvGeometry`, a dict of its fields, or a tuple.
 
     Tuples read ``(kernel_size, stride, dilation, padding)`` with trailing fields
     optional, or the same preceded by the kind: ``("pool", 2, 2)``.
     """
-    if isinstance(spec, Layer):
+    if isinstance(spec, ConvGeometry):
         return spec
     if isinstance(spec, Mapping):
-        return Layer(**dict(spec))
+        return ConvGeometry(**dict(spec))
     if isinstance(spec, Sequence) and not isinstance(spec, str):
         values = list(spec)
         if values and isinstance(values[0], str):
-            return Layer(values[0], *values[1:])
-        return Layer("conv", *values)
+            return ConvGeometry(values[0], *values[1:])
+        return ConvGeometry("conv", *values)
     raise TypeError(
         f"cannot read a layer from {spec!r}; pass ConvGeometry(...), a dict or "
         "(kernel_size, stride, dilation, padding)"
@@ -107,7 +103,7 @@ def chain_layers(
     *,
     same_padding: bool = True,
     causal: bool = False,
-) -> list[Layer]:
+) -> list[ConvGeometry]:
     """Stride-1 convolutions with the given rates (``same`` padding by default).
 
     ``causal`` pads on the left only (``r (K - 1)``), as temporal networks do.
@@ -119,11 +115,11 @@ def chain_layers(
 
 def context_module_layers(
     dilations: Sequence[int] = CONTEXT_MODULE.flat_rates, kernel_size: int = 3
-) -> list[Layer]:
+) -> list[ConvGeometry]:
     """The context module of Yu & Koltun (2016, arXiv:1511.07122) followed by its final 1x1.
 
     The default rates are :data:`atrous.ops.schedule.CONTEXT_MODULE`, the schedule the
     module in ``atrous.models.heads.context`` is built from; the receptive fields are
     3, 5, 9, 17, 33, 65, 67, 67.
     """
-    return [*chain_layers(dilations, kernel_size), Layer("conv", 1)]
+    return [*chain_layers(dilations, kernel_size), ConvGeometry("conv", 1)]

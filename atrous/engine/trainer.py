@@ -51,11 +51,8 @@ from atrous.engine.build import (
     Run,
     RunPaths,
     best_metadata,
-    build_model_for,
     build_run,
-    class_weights,
     freeze_backbone_norms,
-    make_optimizer,
     wrap_for_training,
 )
 from atrous.engine.checkpoint import (
@@ -90,12 +87,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Older names of the set-up helpers, kept for code that imported them from here.
-_build_model = build_model_for
-_class_weights = class_weights
-_make_optimizer = make_optimizer
-_save_best = save_best
 
 
 class NonFiniteLossError(RuntimeError):

@@ -25,8 +25,10 @@ def to_json_value(value: Any) -> Any:
 def model_config(name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     """``{"name": name, **arguments}`` with JSON-friendly values.
 
-    Builders call it with ``locals()`` as their first statement, so the config holds
-    every resolved argument and ``build_model(**config)`` rebuilds the same network.
+    Builders name every argument of their signature in ``arguments`` (never
+    ``locals()``: renaming a local would change saved configs), so the config holds every
+    resolved argument and ``build_model(**config)`` rebuilds the same network;
+    ``tests/models/test_registry.py`` checks the keys against each signature.
     """
     return {"name": name, **{key: to_json_value(value) for key, value in arguments.items()}}
 

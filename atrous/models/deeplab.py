@@ -65,8 +65,9 @@ def _aspp_rates(rates: Sequence[int] | None, output_stride: int) -> tuple[int, .
     return tuple(rates) if rates is not None else default_rates(output_stride)
 
 
-def _config(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    """The builder's config with the schedule parsed once and stored in its JSON form."""
+def _config(name: str, **arguments: Any) -> dict[str, Any]:
+    """The builder's config, every argument named (a renamed local cannot change a saved
+    config), with the schedule parsed once and stored in its JSON form."""
     schedule = DilationSchedule.parse(arguments["dilation_schedule"])
     return model_config(name, {**arguments, "dilation_schedule": schedule.to_config()})
 
@@ -105,7 +106,18 @@ def deeplabv3(
         norm: head normalisation, ``"batch"`` or ``"group"``.
         aux: add torchvision's auxiliary FCN head on the stride-16 stage.
     """
-    config = _config("deeplabv3", locals())
+    config = _config(
+        "deeplabv3",
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        dilation_schedule=dilation_schedule,
+        aspp_rates=aspp_rates,
+        separable=separable,
+        head_channels=head_channels,
+        norm=norm,
+        aux=aux,
+    )
     return _assemble(
         config,
         lambda trunk: DeepLabHead(
@@ -137,7 +149,19 @@ def deeplabv3plus(
     Options as :func:`deeplabv3`; ``low_level_projection`` is the width the stride-4
     features are projected to (48 in the paper).
     """
-    config = _config("deeplabv3plus", locals())
+    config = _config(
+        "deeplabv3plus",
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        dilation_schedule=dilation_schedule,
+        aspp_rates=aspp_rates,
+        separable=separable,
+        head_channels=head_channels,
+        low_level_projection=low_level_projection,
+        norm=norm,
+        aux=aux,
+    )
     return _assemble(
         config,
         lambda trunk: DeepLabV3PlusHead(
@@ -168,7 +192,15 @@ def fcn(
     With ``backbone="resnet50", output_stride=8`` the state dict is torchvision's
     ``fcn_resnet50``.
     """
-    config = _config("fcn", locals())
+    config = _config(
+        "fcn",
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        dilation_schedule=dilation_schedule,
+        norm=norm,
+        aux=aux,
+    )
     return _assemble(config, lambda trunk: FCNHead(trunk.out_channels, num_classes, norm=norm))
 
 
@@ -183,7 +215,16 @@ def duc_hdc(
     aux: bool = False,
 ) -> Segmentor:
     """ResNet-DUC-HDC (Wang et al., 2018, arXiv:1702.08502): HDC backbone, DUC upsampling."""
-    config = _config("duc_hdc", locals())
+    config = _config(
+        "duc_hdc",
+        num_classes=num_classes,
+        backbone=backbone,
+        output_stride=output_stride,
+        dilation_schedule=dilation_schedule,
+        head_channels=head_channels,
+        norm=norm,
+        aux=aux,
+    )
     return _assemble(
         config,
         lambda trunk: DUCHead(

@@ -142,7 +142,18 @@ def dilated_net(
         norm: ``"batch"``, ``"group"`` or ``"none"``.
         in_channels: input channels (3 for RGB).
     """
-    config = model_config("dilated_net", locals())
+    config = model_config(
+        "dilated_net",
+        {
+            "num_classes": num_classes,
+            "rates": rates,
+            "width": width,
+            "stem_stride": stem_stride,
+            "kernel_size": kernel_size,
+            "norm": norm,
+            "in_channels": in_channels,
+        },
+    )
     backbone = DilatedStack(
         schedule=body_schedule(rates, kernel_size),
         width=width,

@@ -54,7 +54,7 @@ def drn_c_26(*, num_classes: int, head: str = "linear", aux: bool = False) -> Se
             ``"duc"`` (dense upsampling convolution).
         aux: auxiliary FCN head on ``layer5``.
     """
-    config = model_config("drn_c_26", locals())
+    config = model_config("drn_c_26", {"num_classes": num_classes, "head": head, "aux": aux})
     return _drn("C", config, num_classes=num_classes, head=head, aux=aux)
 
 
@@ -63,5 +63,5 @@ def drn_d_22(*, num_classes: int, head: str = "linear", aux: bool = False) -> Se
 
     Options as :func:`drn_c_26`.
     """
-    config = model_config("drn_d_22", locals())
+    config = model_config("drn_d_22", {"num_classes": num_classes, "head": head, "aux": aux})
     return _drn("D", config, num_classes=num_classes, head=head, aux=aux)

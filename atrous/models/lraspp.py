@@ -34,7 +34,16 @@ def lraspp(
     Raises:
         ValueError: a backbone without a stride-8 stage at this output stride.
     """
-    config = model_config("lraspp", locals())
+    config = model_config(
+        "lraspp",
+        {
+            "num_classes": num_classes,
+            "backbone": backbone,
+            "output_stride": output_stride,
+            "head_channels": head_channels,
+            "norm": norm,
+        },
+    )
     trunk = make_backbone(backbone, output_stride=output_stride)
     low = next((info for info in trunk.feature_info if info.stride == LOW_STRIDE), None)
     if low is None:

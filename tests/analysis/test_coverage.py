@@ -14,10 +14,10 @@ from torch import nn
 
 from atrous.analysis import chain_counts_1d, chain_coverage, coverage_map
 
-ConvSpec = tuple[int, int, int]  # kernel, stride, dilation
+Chain1d = tuple[int, int, int]  # kernel, stride, dilation
 
 
-def brute_force_1d(layers: list[ConvSpec], out_position: int = 0) -> Counter[int]:
+def brute_force_1d(layers: list[Chain1d], out_position: int = 0) -> Counter[int]:
     """Count every path from one output of a chain of valid (unpadded) convs to the input."""
     counts: Counter[int] = Counter({out_position: 1})
     for kernel, stride, dilation in reversed(layers):
@@ -29,7 +29,7 @@ def brute_force_1d(layers: list[ConvSpec], out_position: int = 0) -> Counter[int
     return counts
 
 
-def input_length(layers: list[ConvSpec], outputs: int = 1) -> int:
+def input_length(layers: list[Chain1d], outputs: int = 1) -> int:
     length = outputs
     for kernel, stride, dilation in reversed(layers):
         length = (length - 1) * stride + dilation * (kernel - 1) + 1
@@ -43,7 +43,7 @@ layer_strategy = st.tuples(
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(layer_strategy, min_size=1, max_size=4), st.integers(1, 3))
-def test_1d_chain_equals_brute_force(layers: list[ConvSpec], channels: int) -> None:
+def test_1d_chain_equals_brute_force(layers: list[Chain1d], channels: int) -> None:
     outputs = 3
     length = input_length(layers, outputs)
     convs = []

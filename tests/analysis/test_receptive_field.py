@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from atrous.analysis import (
-    Layer,
+    ConvGeometry,
     context_module_layers,
     coverage_map,
     receptive_field_table,
@@ -26,14 +26,14 @@ def test_yu_koltun_context_module_table() -> None:
 
 def test_strided_stem_and_pool_like_resnet() -> None:
     # ResNet stem: 7x7/2 pad 3, max-pool 3x3/2 pad 1: fields 7 and 11, jumps 2 and 4.
-    rows = receptive_field_table([Layer("conv", 7, 2, 1, 3), ("pool", 3, 2, 1, 1)])
+    rows = receptive_field_table([ConvGeometry("conv", 7, 2, 1, 3), ("pool", 3, 2, 1, 1)])
     assert [(r.size, r.jump) for r in rows] == [(7, 2), (11, 4)]
     assert [r.start for r in rows] == [0, 0]
 
 
 def test_unpadded_start_and_accepted_forms() -> None:
     rows = receptive_field_table(
-        [(3,), {"kernel_size": 3, "dilation": 2}, Layer(kernel_size=2, stride=2)]
+        [(3,), {"kernel_size": 3, "dilation": 2}, ConvGeometry(kernel_size=2, stride=2)]
     )
     assert [r.size for r in rows] == [3, 7, 8]
     # Without padding the first output's field starts at 0, so its centre moves right.
@@ -43,15 +43,15 @@ def test_unpadded_start_and_accepted_forms() -> None:
 
 def test_invalid_layer_is_rejected_with_the_value() -> None:
     with pytest.raises(ValueError, match="dilation"):
-        Layer(kernel_size=3, dilation=0)
+        ConvGeometry(kernel_size=3, dilation=0)
     with pytest.raises(ValueError, match="kind"):
-        Layer("deconv")
+        ConvGeometry("deconv")
 
 
 @pytest.mark.parametrize("rates", [(1, 2, 5), (3, 1), (2, 4)])
 def test_table_size_matches_the_exact_coverage_box(rates: tuple[int, ...]) -> None:
     # An independent reference: the box measured by backpropagating through torch's conv.
     layers = [nn.Conv2d(1, 1, 3, dilation=r, padding=r) for r in rates]
-    size = receptive_field_table([Layer(kernel_size=3, dilation=r) for r in rates])[-1].size
+    size = receptive_field_table([ConvGeometry(kernel_size=3, dilation=r) for r in rates])[-1].size
     coverage = coverage_map(nn.Sequential(*layers), (size + 10, size + 10), in_channels=1)
     assert coverage.box_shape == (size, size)

@@ -11,6 +11,7 @@ import torch
 
 from atrous.cli import main
 from atrous.engine import ConfigError, NonFiniteLossError, load_config, train, trainer
+from atrous.engine.build import class_weights
 from atrous.engine.precision import Bf16Decision, decide_cpu_bf16
 from tests.data.helpers import write_folder_dataset
 
@@ -153,8 +154,8 @@ def test_sqrt_median_frequency_weights(root: Path, monkeypatch: pytest.MonkeyPat
     soft = load_config(
         None, [f"data.root={root}", *TINY, "loss.class_weights=sqrt_median_frequency"]
     )
-    got = trainer._class_weights(soft, len(full))
+    got = class_weights(soft, len(full))
     assert got == pytest.approx([math.sqrt(w) for w in full])
-    assert config.loss.class_weights is None and trainer._class_weights(config, len(full)) is None
+    assert config.loss.class_weights is None and class_weights(config, len(full)) is None
     with pytest.raises(ConfigError, match="sqrt_median_frequency"):  # when loaded, not later
         load_config(None, [f"data.root={root}", *TINY, "loss.class_weights=inverse"])

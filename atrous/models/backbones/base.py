@@ -15,8 +15,8 @@ from torch import Tensor, nn
 
 from atrous.ops.schedule import ConvGeometry, DilationSchedule
 
-ConvSpec = ConvGeometry
-"""Old name of :class:`~atrous.ops.schedule.ConvGeometry`, the one conv-geometry type."""
+OUTPUT_STRIDES = (8, 16, 32)
+"""Output strides of the stride-32 trunks (ResNet, MobileNet, EfficientNet-Lite)."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atrous.constants import IMAGENET_MEAN, IMAGENET_STD
-from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
+from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
 from atrous.ops.schedule import (
     DilationSchedule,
     ScheduleLike,
@@ -50,7 +50,6 @@ from atrous.ops.schedule import (
     check_output_stride,
 )
 
-OUTPUT_STRIDES = (8, 16, 32)
 BN_EPS = 1e-3
 """TensorFlow's batch-norm epsilon, which the ImageNet weights were trained with."""
 LITE_MEAN = (0.5, 0.5, 0.5)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
-from atrous.models.backbones.schedules import OUTPUT_STRIDES
+from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
 from atrous.ops import AtrousConv2d
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
 

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
-from atrous.models.backbones.schedules import OUTPUT_STRIDES
+from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")

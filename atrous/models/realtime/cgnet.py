@@ -245,7 +245,9 @@ def cgnet(
             the stages it names, one surrounding-context rate per CG block:
             ``{"stage3": [1, 2, 5] * 7}`` cycles HDC rates through stage 3.
     """
-    config = model_config("cgnet", locals())
+    config = model_config(
+        "cgnet", {"num_classes": num_classes, "dilation_schedule": dilation_schedule}
+    )
     schedule = override_stages(
         SCHEDULE, dilation_schedule, model="CGNet", example="{'stage3': [1, 2, 5] * 7}"
     )

@@ -201,7 +201,9 @@ def dabnet(
             the stages it names, with one rate per block, the downsampler (rate 1)
             first: ``{"stage2": [1, 1, 2, 5, 9, 2, 5]}`` is an HDC-style block 2.
     """
-    config = model_config("dabnet", locals())
+    config = model_config(
+        "dabnet", {"num_classes": num_classes, "dilation_schedule": dilation_schedule}
+    )
     schedule = override_stages(
         SCHEDULE, dilation_schedule, model="DABNet", example="{'stage2': [1, 1, 2, 5, 9, 2, 5]}"
     )

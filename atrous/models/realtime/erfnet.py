@@ -198,7 +198,15 @@ def erfnet(
         width: channels at 1/8 (128 published).
         dropout: ``stage1`` dropout (``stage2`` uses ten times it).
     """
-    config = model_config("erfnet", locals())
+    config = model_config(
+        "erfnet",
+        {
+            "num_classes": num_classes,
+            "dilation_schedule": dilation_schedule,
+            "width": width,
+            "dropout": dropout,
+        },
+    )
     schedule = override_stages(
         SCHEDULE,
         dilation_schedule,
