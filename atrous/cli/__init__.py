@@ -45,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         module_name = f"atrous.cli.{name.replace('-', '_')}"
         if importlib.util.find_spec(module_name) is None:
-            continue
+            # A typo in SUBCOMMANDS must not hide a command: fail, naming it.
+            raise RuntimeError(
+                f"atrous.cli.SUBCOMMANDS names {name!r} but there is no module {module_name}"
+            )
         importlib.import_module(module_name).register(subparsers)
     return parser
 

@@ -10,20 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from atrous.cli.common import parse_ints
+
 NAME = "bench"
 
 # The runtimes people deploy with, added by --deploy (fp32 and int8 of each).
 DEPLOY_VARIANTS = ("fp32", "ort-fp32", "openvino-fp32", "int8", "openvino-int8")
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected integers like 1,4, got {text!r}") from error
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers like 1,4, got {text!r}")
-    return values
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -55,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "DeepLabv3-ResNet50 OS8 with the same weights",
     )
     p.add_argument("--size", type=_size, default=(512, 512), help="input size: 512 or HxW")
-    p.add_argument("--batch", type=_ints, default=[1, 4], help="batch sizes, e.g. 1,4")
+    p.add_argument("--batch", type=parse_ints, default=[1, 4], help="batch sizes, e.g. 1,4")
     p.add_argument("--runs", type=int, default=5, help="timed repetitions per variant")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument(

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from atrous.cli.rf import add_model_arguments, build_from_args
+from atrous.cli.common import add_model_arguments, build_from_args
 
 NAME = "erf"
 

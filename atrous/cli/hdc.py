@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from atrous.cli.rf import add_chain_arguments, chain_schedule, parse_rates, parse_schedule
+from atrous.cli.common import add_chain_arguments, chain_schedule, parse_rates, parse_schedule
 
 NAME = "hdc"
 

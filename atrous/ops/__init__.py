@@ -12,6 +12,7 @@ from atrous.ops.schedule import (
     StageLayout,
     StagePlan,
     check_output_stride,
+    parse_rates,
 )
 from atrous.ops.sizes import (
     conv_output_size,
@@ -39,5 +40,6 @@ __all__ = [
     "effective_kernel_size",
     "make_activation",
     "make_norm",
+    "parse_rates",
     "same_padding",
 ]

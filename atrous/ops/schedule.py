@@ -264,7 +264,10 @@ class DilationSchedule:
                 if rates:
                     raise ValueError(f"'plain' takes no rates, got {value!r}")
                 return cls.plain()
-            parsed = _parse_rates(rates, value) if rates else None
+            try:
+                parsed = parse_rates(rates) if rates else None
+            except ValueError as error:
+                raise ValueError(f"dilation schedule {value!r}: {error}") from None
             if rule == "multigrid":
                 return cls.multigrid(parsed or MULTI_GRID)
             return cls.hdc(parsed or HDC_RATES)
@@ -404,13 +407,22 @@ def _check_rates(rates: Sequence[int], where: str) -> None:
             raise ValueError(f"{where}: dilation rates must be ints >= 1, got {list(rates)}")
 
 
-def _parse_rates(text: str, value: str) -> tuple[int, ...]:
+def parse_rates(text: str) -> tuple[int, ...]:
+    """``"1,2,5"`` -> ``(1, 2, 5)``: the one reader of a rate list (schedules, the CLI).
+
+    Spaces are ignored. Raises ValueError, showing the expected form, for anything but
+    comma-separated integers >= 1.
+    """
+    parts = [part for part in text.replace(" ", "").split(",") if part]
     try:
-        return tuple(int(part) for part in text.split(","))
+        rates = tuple(int(part) for part in parts)
     except ValueError:
+        rates = ()
+    if not rates or min(rates) < 1:
         raise ValueError(
-            f"cannot read rates from {value!r}; write them as integers, e.g. 'hdc:1,2,5'"
-        ) from None
+            f"cannot read rates from {text!r}; write integers >= 1 separated by commas, e.g. 1,2,5"
+        )
+    return rates
 
 
 def _fit(name: str, count: int, rates: list[int], option: str, model: str) -> list[int]:

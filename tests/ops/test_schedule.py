@@ -140,9 +140,9 @@ def test_the_spellings_of_one_schedule_are_equal() -> None:
     ("value", "error", "match"),
     [
         ("sawtooth", ValueError, "unknown dilation schedule 'sawtooth'.*'hdc:1,2,5'"),
-        ("hdc:1,x", ValueError, "cannot read rates from 'hdc:1,x'"),
+        ("hdc:1,x", ValueError, "'hdc:1,x': cannot read rates from '1,x'"),
         ("plain:1,2", ValueError, "'plain' takes no rates"),
-        ("hdc:1,0", ValueError, r"dilation rates must be ints >= 1, got \[1, 0\]"),
+        ("hdc:1,0", ValueError, r"cannot read rates from .1,0.; write integers >= 1"),
         ({"layer4": [2, -1]}, ValueError, "stage 'layer4'"),
         ({"rule": "hdc"}, ValueError, "a hdc schedule needs rates"),
         ({"rule": "explicit"}, ValueError, "at least one stage"),

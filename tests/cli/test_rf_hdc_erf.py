@@ -32,7 +32,7 @@ def test_rf_json_and_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
 def test_rf_rejects_bad_rates(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["rf", "--rates", "1,x"])
-    assert "comma-separated integers" in capsys.readouterr().err
+    assert "integers >= 1 separated by commas" in capsys.readouterr().err
 
 
 def test_hdc_check_and_strict_exit(capsys: pytest.CaptureFixture[str]) -> None:

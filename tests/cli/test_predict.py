@@ -13,8 +13,7 @@ from PIL import Image
 from atrous.cli import main
 from atrous.infer import Predictor
 from atrous.models import build_model, load_pretrained, save_pretrained
-
-from .test_io import _write_bomb
+from tests.infer.test_io import _write_bomb
 
 
 @pytest.fixture(scope="module")
