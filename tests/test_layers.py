@@ -83,3 +83,84 @@ def test_the_check_catches_an_upward_arrow(tmp_path: Path) -> None:
     sample = tmp_path / "lazy.py"
     sample.write_text("def f():\n    from atrous.engine import train\n    return train\n")
     assert _targets(sample) == {"engine"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(path_root(path)).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Imports between modules of one sub-package (lazy and type-only ones included;
+    a package's own ``__init__`` re-exports are left out)."""
+    modules = {_module_name(p): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    candidate = f"{node.module}.{alias.name}"
+                    targets.add(candidate if candidate in modules else node.module)
+            elif isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+        package = name.split(".")[:2]
+        graph[name] = {
+            t
+            for t in targets
+            if t in modules and t != name and t.split(".")[:2] == package and t.count(".") > 1
+        }
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circles_inside_packages() -> None:
+    assert circles(module_graph()) == []
+
+
+def test_the_circle_check_catches_a_planted_circle(tmp_path: Path) -> None:
+    package = tmp_path / "atrous" / "engine"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from atrous.engine.b import g\n")
+    (package / "b.py").write_text("from atrous.engine import a\n")
+    assert circles(module_graph(tmp_path / "atrous")) == [["atrous.engine.a", "atrous.engine.b"]]
+
+
+def path_root(path: Path) -> Path:
+    """The folder holding the ``atrous`` package that ``path`` belongs to."""
+    for parent in path.parents:
+        if parent.name == "atrous":
+            return parent.parent
+    raise ValueError(f"{path} is not inside an atrous package")

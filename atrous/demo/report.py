@@ -10,12 +10,11 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from atrous.demo.runner import DemoResult, ModelResult
+from atrous.demo.results import DemoResult, ModelResult
 
 
 def _pyplot() -> Any:

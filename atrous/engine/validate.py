@@ -17,7 +17,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from atrous.engine.config import Config, ConfigError
+from atrous.engine.schema import Config, ConfigError
 
 #: Stands in for the dataset's class count when a model is built to check its options.
 _PLACEHOLDER_CLASSES = 2
