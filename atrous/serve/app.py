@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
@@ -308,7 +309,8 @@ def _docs_page(schema: dict[str, Any]) -> str:
 def create_app(
     config: ServeConfig, *, loader: Loader | None = None, calibrate: bool = True
 ) -> FastAPI:
-    """Build the application.
+    """Build the application: the routes of :data:`ROUTES`, the error handlers of
+    :data:`ERROR_HANDLERS`, the middleware and the static page.
 
     Args:
         config: what to serve and the limits.
@@ -346,273 +348,366 @@ def create_app(
     )
     app.state.runtime = runtime
     app.add_middleware(ServiceMiddleware, config=config, metrics=runtime.metrics)
-
-    def answer_error(
-        request: Request,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> JSONResponse:
-        request.state.error = code
-        request.state.error_detail = message
-        if status in (413, 415) or code in ("too_costly", "upload_too_large"):
-            runtime.metrics.rejections.inc(reason=code)
-        request_id = getattr(request.state, "request_id", None)
-        return error_response(status, code, message, request_id, headers)
-
-    @app.exception_handler(UploadError)
-    async def _upload_error(request: Request, error: UploadError) -> JSONResponse:
-        return answer_error(request, error.status, error.code, error.message)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-        return answer_error(request, error.status, error.code, error.message, error.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-            problems.append(f"{where}: {item.get('msg', 'invalid')}")
-        return answer_error(request, 422, "invalid_request", "; ".join(problems))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return answer_error(
-            request,
-            error.status_code,
-            codes.get(error.status_code, f"http_{error.status_code}"),
-            str(error.detail),
-            dict(error.headers or {}),
-        )
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, error: Exception) -> JSONResponse:
-        logger.error("unhandled error", exc_info=error)
-        return answer_error(
-            request, 500, "internal", "internal server error; the server log has the details"
-        )
-
-    @app.get("/healthz", tags=["probes"], summary="The process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["probes"], summary="The model is loaded and requests are served")
-    async def readyz() -> JSONResponse:
-        load = runtime.limiter.stats()
-        if runtime.model is not None:
-            return JSONResponse({"status": "ready", "model": runtime.model.name, "load": load})
-        if runtime.load_error is not None:
-            return JSONResponse({"status": "failed", "detail": runtime.load_error}, 503)
-        return JSONResponse(
-            {"status": "loading"}, 503, headers={"Retry-After": str(config.retry_after_s)}
-        )
-
-    @app.get(
-        "/metrics",
-        tags=["probes"],
-        summary="Prometheus metrics: requests, latency, queue, rejections, dropped work",
-        response_class=Response,
-    )
-    async def metrics() -> Response:
-        return Response(
-            runtime.metrics.expose(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
-
-    @app.get("/v1/models", tags=["models"], summary="The served model: classes, colours, limits")
-    async def models() -> dict[str, Any]:
-        model = runtime.require_model()
-        return {"models": [{**model.info(), "limits": config.limits()}]}
-
-    @app.post(
-        "/v1/segment",
-        tags=["segmentation"],
-        summary="Segment an uploaded image",
-        description="Send the image as the raw body or as multipart field `file`. "
-        "`format=png` answers the label mask as a palette PNG (pixel value = class index), "
-        "`overlay` the colours blended over the image, `json` the per-class areas "
-        "(and with `mask=true` the labels as a greyscale PNG data URL, and an `image_id` "
-        "for the receptive-field endpoint). Images whose estimated inference time exceeds "
-        "the request timeout are refused at once with 413 `too_costly`.",
-        response_class=Response,
-        responses={
-            200: {"content": {"image/png": {}, "application/json": {}}},
-            400: {"description": "empty body or no file field"},
-            408: {"description": "the upload arrived too slowly"},
-            413: {"description": "upload or image too large, or too costly to finish in time"},
-            415: {"description": "not an image"},
-            422: {"description": "truncated or corrupt image, or invalid parameters"},
-            503: {"description": "busy (see Retry-After) or model not loaded"},
-            504: {"description": "timed out"},
-        },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"file": {"type": "string", "format": "binary"}},
-                            "required": ["file"],
-                        }
-                    },
-                    "image/*": {"schema": {"type": "string", "format": "binary"}},
-                },
-            }
-        },
-    )
-    async def segment(
-        request: Request,
-        format: Literal["png", "json", "overlay"] = Query("png", description="answer format"),
-        mask: bool = Query(False, description="with format=json, include the labels"),
-        alpha: float = Query(0.5, ge=0.0, le=1.0, description="overlay colour weight"),
-    ) -> Response:
-        model = runtime.require_model()
-        deadline = time.monotonic() + config.request_timeout_s
-        try:
-            # A client that trickles its body must not hold a connection forever.
-            data = await asyncio.wait_for(
-                _upload_bytes(request, config.max_upload_bytes), config.request_timeout_s
-            )
-        except TimeoutError as error:
-            raise ApiError(
-                408,
-                "upload_timeout",
-                f"the upload did not arrive within {config.request_timeout_s:g} s",
-            ) from error
-        if not data:
-            raise UploadError(400, "empty_body", "the upload is empty; send an image file")
-        size = header_size(data)
-        key: tuple | None = None
-        cost_s = 0.0
-        if size is not None:
-            width, height = size
-            if width * height > config.max_image_pixels:
-                raise too_many_pixels(width, height, config.max_image_pixels)
-            cost_s = model.estimate_s(height, width)
-            if cost_s > config.request_timeout_s:
-                per_pixel = model.cost.seconds_per_pixel or 0.0
-                fits = model.largest_within(config.request_timeout_s)
-                raise ApiError(
-                    413,
-                    "too_costly",
-                    f"a {width}x{height} image would take about {cost_s:.0f} s on this "
-                    f"server ({per_pixel * 1e6:.2f} s per megapixel measured), more than its "
-                    f"{config.request_timeout_s:g} s request timeout; send an image of at most "
-                    f"about {fits / 1e6:.1f} megapixels ({math.isqrt(fits)}x{math.isqrt(fits)})",
-                )
-            if not model.slides(height, width):
-                key = ("segment", height, width)
-        image_id = hashlib.sha256(data).hexdigest()[:16]
-        job = Job(
-            execute=functools.partial(_segment_jobs, model, config, runtime.metrics),
-            payload={"data": data, "image_id": image_id, "remember": format == "json" and mask},
-            key=key,
-            cost_s=cost_s,
-            deadline=deadline,
-        )
-        del data  # the job holds the only reference: freed as soon as it is answered
-        image, labels, elapsed_ms = await runtime.run(job, request)
-        headers = {"X-Inference-Ms": f"{elapsed_ms:.1f}"}
-        # Encoding a large answer takes a while: off the event loop, so probes stay quick.
-        return await asyncio.to_thread(
-            _answer, model, image, labels, format, mask, alpha, elapsed_ms, image_id, headers
-        )
-
-    async def receptive_field(
-        query: ReceptiveFieldRequest, format: str, request: Request
-    ) -> Response:
-        model = runtime.require_model()
-        if query.x >= query.width or query.y >= query.height:
-            raise ApiError(
-                422,
-                "bad_location",
-                f"pixel (x={query.x}, y={query.y}) lies outside the "
-                f"{query.width}x{query.height} image",
-            )
-        image = None
-        if query.image_id is not None:
-            remembered = model.remembered(query.image_id)
-            if remembered is None:
-                raise ApiError(
-                    404,
-                    "unknown_image",
-                    f"no recent upload has image_id {query.image_id!r} (the server keeps "
-                    "the last 32); segment the image again with format=json&mask=true",
-                )
-            image, (height, width) = remembered
-            if (height, width) != (query.height, query.width):
-                raise ApiError(
-                    422,
-                    "size_mismatch",
-                    f"image {query.image_id} is {width}x{height}, not {query.width}x{query.height}",
-                )
-        job = Job(
-            execute=lambda jobs: [
-                model.receptive_field((query.height, query.width), (query.y, query.x), image)
-            ],
-            deadline=time.monotonic() + config.request_timeout_s,
-        )
-        view = await runtime.run(job, request)
-        return await asyncio.to_thread(_field_answer, model, view, query, format, config)
-
-    rf_description = (
-        "Coverage map (paths through the dilated convolutions, holes = gridding) and "
-        "effective receptive field (absolute input gradient) of the output pixel (x, y) of "
-        "an image of the given size. The coverage map depends on the architecture only "
-        "(not on the image or the weights). The ERF uses the model's weights: at the "
-        "uploaded image when `image_id` names one, else averaged over random inputs. "
-        "`format=json` answers both as PNG data URLs with their statistics; `format=png` "
-        "as one image, coverage left, ERF right."
-    )
-
-    @app.get(
-        "/v1/receptive-field",
-        tags=["analysis"],
-        summary="Where the network looks from one pixel",
-        description=rf_description,
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}, "application/json": {}}}},
-    )
-    async def receptive_field_get(
-        request: Request,
-        x: int = Query(ge=0),
-        y: int = Query(ge=0),
-        width: int = Query(ge=1, le=100_000),
-        height: int = Query(ge=1, le=100_000),
-        image_id: str | None = Query(None, max_length=64),
-        format: Literal["json", "png"] = Query("json"),
-    ) -> Response:
-        query = ReceptiveFieldRequest(x=x, y=y, width=width, height=height, image_id=image_id)
-        return await receptive_field(query, format, request)
-
-    @app.post(
-        "/v1/receptive-field",
-        tags=["analysis"],
-        summary="Where the network looks from one pixel (JSON body)",
-        description=rf_description,
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}, "application/json": {}}}},
-    )
-    async def receptive_field_post(
-        request: Request,
-        query: ReceptiveFieldRequest,
-        format: Literal["json", "png"] = Query("json"),
-    ) -> Response:
-        return await receptive_field(query, format, request)
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(_docs_page(app.openapi()))
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(str(STATIC_DIR / "index.html"))
-
+    for error_type, handler in ERROR_HANDLERS.items():
+        app.add_exception_handler(error_type, handler)
+    for route in ROUTES:
+        app.add_api_route(route.path, route.handler, methods=[route.method], **route.options)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+# -- errors: one JSON shape, {"error", "detail", "request_id"} ---------------------------
+
+
+def _runtime(request: Request) -> _Runtime:
+    return request.app.state.runtime
+
+
+def answer_error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The error answer; rejections of size and cost are counted in /metrics."""
+    request.state.error = code
+    request.state.error_detail = message
+    if status in (413, 415) or code in ("too_costly", "upload_too_large"):
+        _runtime(request).metrics.rejections.inc(reason=code)
+    request_id = getattr(request.state, "request_id", None)
+    return error_response(status, code, message, request_id, headers)
+
+
+async def _upload_error(request: Request, error: UploadError) -> JSONResponse:
+    return answer_error(request, error.status, error.code, error.message)
+
+
+async def _api_error(request: Request, error: ApiError) -> JSONResponse:
+    return answer_error(request, error.status, error.code, error.message, error.headers)
+
+
+async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return answer_error(request, 422, "invalid_request", "; ".join(problems))
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return answer_error(
+        request,
+        error.status_code,
+        codes.get(error.status_code, f"http_{error.status_code}"),
+        str(error.detail),
+        dict(error.headers or {}),
+    )
+
+
+async def _internal(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unhandled error", exc_info=error)
+    return answer_error(
+        request, 500, "internal", "internal server error; the server log has the details"
+    )
+
+
+ERROR_HANDLERS: dict[type[Exception], Callable[..., Any]] = {
+    UploadError: _upload_error,
+    ApiError: _api_error,
+    RequestValidationError: _invalid,
+    StarletteHTTPException: _http_error,
+    Exception: _internal,
+}
+
+
+# -- routes ------------------------------------------------------------------------------
+
+
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    runtime = _runtime(request)
+    load = runtime.limiter.stats()
+    if runtime.model is not None:
+        return JSONResponse({"status": "ready", "model": runtime.model.name, "load": load})
+    if runtime.load_error is not None:
+        return JSONResponse({"status": "failed", "detail": runtime.load_error}, 503)
+    return JSONResponse(
+        {"status": "loading"}, 503, headers={"Retry-After": str(runtime.config.retry_after_s)}
+    )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(
+        _runtime(request).metrics.expose(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
+
+
+async def models(request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+    model = runtime.require_model()
+    return {"models": [{**model.info(), "limits": runtime.config.limits()}]}
+
+
+async def _receive_upload(request: Request, config: ServeConfig) -> bytes:
+    """The upload's bytes, within the request timeout (a trickling client is cut)."""
+    try:
+        data = await asyncio.wait_for(
+            _upload_bytes(request, config.max_upload_bytes), config.request_timeout_s
+        )
+    except TimeoutError as error:
+        raise ApiError(
+            408,
+            "upload_timeout",
+            f"the upload did not arrive within {config.request_timeout_s:g} s",
+        ) from error
+    if not data:
+        raise UploadError(400, "empty_body", "the upload is empty; send an image file")
+    return data
+
+
+def _admit(model: ServedModel, config: ServeConfig, data: bytes) -> tuple[tuple | None, float]:
+    """Refuse, from the header alone, what cannot finish in time; the batching key and
+    the estimated cost of what is admitted."""
+    size = header_size(data)
+    if size is None:
+        return None, 0.0
+    width, height = size
+    if width * height > config.max_image_pixels:
+        raise too_many_pixels(width, height, config.max_image_pixels)
+    cost_s = model.estimate_s(height, width)
+    if cost_s > config.request_timeout_s:
+        per_pixel = model.cost.seconds_per_pixel or 0.0
+        fits = model.largest_within(config.request_timeout_s)
+        raise ApiError(
+            413,
+            "too_costly",
+            f"a {width}x{height} image would take about {cost_s:.0f} s on this "
+            f"server ({per_pixel * 1e6:.2f} s per megapixel measured), more than its "
+            f"{config.request_timeout_s:g} s request timeout; send an image of at most "
+            f"about {fits / 1e6:.1f} megapixels ({math.isqrt(fits)}x{math.isqrt(fits)})",
+        )
+    key = None if model.slides(height, width) else ("segment", height, width)
+    return key, cost_s
+
+
+async def segment(
+    request: Request,
+    format: Literal["png", "json", "overlay"] = Query("png", description="answer format"),
+    mask: bool = Query(False, description="with format=json, include the labels"),
+    alpha: float = Query(0.5, ge=0.0, le=1.0, description="overlay colour weight"),
+) -> Response:
+    runtime = _runtime(request)
+    config = runtime.config
+    model = runtime.require_model()
+    deadline = time.monotonic() + config.request_timeout_s
+    data = await _receive_upload(request, config)
+    key, cost_s = _admit(model, config, data)
+    image_id = hashlib.sha256(data).hexdigest()[:16]
+    job = Job(
+        execute=functools.partial(_segment_jobs, model, config, runtime.metrics),
+        payload={"data": data, "image_id": image_id, "remember": format == "json" and mask},
+        key=key,
+        cost_s=cost_s,
+        deadline=deadline,
+    )
+    del data  # the job holds the only reference: freed as soon as it is answered
+    image, labels, elapsed_ms = await runtime.run(job, request)
+    headers = {"X-Inference-Ms": f"{elapsed_ms:.1f}"}
+    # Encoding a large answer takes a while: off the event loop, so probes stay quick.
+    return await asyncio.to_thread(
+        _answer, model, image, labels, format, mask, alpha, elapsed_ms, image_id, headers
+    )
+
+
+def _remembered_image(model: ServedModel, query: ReceptiveFieldRequest) -> Any:
+    """The uploaded image ``query.image_id`` names (None without one), size-checked."""
+    if query.image_id is None:
+        return None
+    remembered = model.remembered(query.image_id)
+    if remembered is None:
+        raise ApiError(
+            404,
+            "unknown_image",
+            f"no recent upload has image_id {query.image_id!r} (the server keeps "
+            "the last 32); segment the image again with format=json&mask=true",
+        )
+    image, (height, width) = remembered
+    if (height, width) != (query.height, query.width):
+        raise ApiError(
+            422,
+            "size_mismatch",
+            f"image {query.image_id} is {width}x{height}, not {query.width}x{query.height}",
+        )
+    return image
+
+
+async def receptive_field(query: ReceptiveFieldRequest, format: str, request: Request) -> Response:
+    runtime = _runtime(request)
+    model = runtime.require_model()
+    if query.x >= query.width or query.y >= query.height:
+        raise ApiError(
+            422,
+            "bad_location",
+            f"pixel (x={query.x}, y={query.y}) lies outside the {query.width}x{query.height} image",
+        )
+    image = _remembered_image(model, query)
+    job = Job(
+        execute=lambda jobs: [
+            model.receptive_field((query.height, query.width), (query.y, query.x), image)
+        ],
+        deadline=time.monotonic() + runtime.config.request_timeout_s,
+    )
+    view = await runtime.run(job, request)
+    return await asyncio.to_thread(_field_answer, model, view, query, format, runtime.config)
+
+
+async def receptive_field_get(
+    request: Request,
+    x: int = Query(ge=0),
+    y: int = Query(ge=0),
+    width: int = Query(ge=1, le=100_000),
+    height: int = Query(ge=1, le=100_000),
+    image_id: str | None = Query(None, max_length=64),
+    format: Literal["json", "png"] = Query("json"),
+) -> Response:
+    query = ReceptiveFieldRequest(x=x, y=y, width=width, height=height, image_id=image_id)
+    return await receptive_field(query, format, request)
+
+
+async def receptive_field_post(
+    request: Request,
+    query: ReceptiveFieldRequest,
+    format: Literal["json", "png"] = Query("json"),
+) -> Response:
+    return await receptive_field(query, format, request)
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(_docs_page(request.app.openapi()))
+
+
+async def page() -> FileResponse:
+    return FileResponse(str(STATIC_DIR / "index.html"))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: method, path, handler and FastAPI's route options (docs, schema)."""
+
+    method: str
+    path: str
+    handler: Callable[..., Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_SEGMENT_DOC = (
+    "Send the image as the raw body or as multipart field `file`. "
+    "`format=png` answers the label mask as a palette PNG (pixel value = class index), "
+    "`overlay` the colours blended over the image, `json` the per-class areas "
+    "(and with `mask=true` the labels as a greyscale PNG data URL, and an `image_id` "
+    "for the receptive-field endpoint). Images whose estimated inference time exceeds "
+    "the request timeout are refused at once with 413 `too_costly`."
+)
+_SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}, "application/json": {}}},
+    400: {"description": "empty body or no file field"},
+    408: {"description": "the upload arrived too slowly"},
+    413: {"description": "upload or image too large, or too costly to finish in time"},
+    415: {"description": "not an image"},
+    422: {"description": "truncated or corrupt image, or invalid parameters"},
+    503: {"description": "busy (see Retry-After) or model not loaded"},
+    504: {"description": "timed out"},
+}
+_SEGMENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_RF_DOC = (
+    "Coverage map (paths through the dilated convolutions, holes = gridding) and "
+    "effective receptive field (absolute input gradient) of the output pixel (x, y) of "
+    "an image of the given size. The coverage map depends on the architecture only "
+    "(not on the image or the weights). The ERF uses the model's weights: at the "
+    "uploaded image when `image_id` names one, else averaged over random inputs. "
+    "`format=json` answers both as PNG data URLs with their statistics; `format=png` "
+    "as one image, coverage left, ERF right."
+)
+_RF_OPTIONS = {
+    "tags": ["analysis"],
+    "description": _RF_DOC,
+    "response_class": Response,
+    "responses": {200: {"content": {"image/png": {}, "application/json": {}}}},
+}
+_PROBE = {"tags": ["probes"]}
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz, {**_PROBE, "summary": "The process is up"}),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        {**_PROBE, "summary": "The model is loaded and requests are served"},
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        {
+            **_PROBE,
+            "summary": "Prometheus metrics: requests, latency, queue, rejections, dropped work",
+            "response_class": Response,
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/models",
+        models,
+        {"tags": ["models"], "summary": "The served model: classes, colours, limits"},
+    ),
+    Route(
+        "POST",
+        "/v1/segment",
+        segment,
+        {
+            "tags": ["segmentation"],
+            "summary": "Segment an uploaded image",
+            "description": _SEGMENT_DOC,
+            "response_class": Response,
+            "responses": _SEGMENT_RESPONSES,
+            "openapi_extra": _SEGMENT_BODY,
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/receptive-field",
+        receptive_field_get,
+        {**_RF_OPTIONS, "summary": "Where the network looks from one pixel"},
+    ),
+    Route(
+        "POST",
+        "/v1/receptive-field",
+        receptive_field_post,
+        {**_RF_OPTIONS, "summary": "Where the network looks from one pixel (JSON body)"},
+    ),
+    Route("GET", "/docs", docs, {"include_in_schema": False}),
+    Route("GET", "/", page, {"include_in_schema": False}),
+)
+"""Every endpoint of the service, in the order ``/docs`` lists them."""
 
 
 def model_options(config: ServeConfig) -> dict[str, Any]:
