@@ -214,15 +214,12 @@ def run(args: argparse.Namespace) -> int:
         from atrous.scale.ray_predict import predict_cli
 
         return predict_cli(args)
-    from atrous.infer import Predictor, expand_inputs, output_stems
+    from atrous.infer import InputsError, Predictor, expand_inputs, output_stems
 
     try:
-        files = expand_inputs(args.inputs)
-    except FileNotFoundError as error:
+        files = expand_inputs(args.inputs, require_images=True)
+    except InputsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not files:
-        print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
         runner, metadata_model = _load_runner(args)

@@ -9,7 +9,14 @@ keeps the graph free of cycles.
 
 from __future__ import annotations
 
-from atrous.infer.io import DEFAULT_MAX_PIXELS, ImageError, expand_inputs, load_image, output_stems
+from atrous.infer.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    InputsError,
+    expand_inputs,
+    load_image,
+    output_stems,
+)
 from atrous.infer.logits import model_logits
 from atrous.infer.predictor import Predictor, normalize
 from atrous.infer.visualize import class_areas, colorize, overlay
@@ -17,6 +24,7 @@ from atrous.infer.visualize import class_areas, colorize, overlay
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ImageError",
+    "InputsError",
     "Predictor",
     "class_areas",
     "colorize",

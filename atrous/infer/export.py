@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -72,34 +72,24 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapped = LogitsOnly(model).eval()
     x = _example(example)
+    if dynamo:
+        dim = torch.export.Dim
+        shapes = {"x": {0: dim("batch", min=1, max=256), 2: dim("height"), 3: dim("width")}}
+        dynamic: dict[str, Any] = {"dynamic_shapes": shapes}
+    else:
+        axes = {0: "batch", 2: "height", 3: "width"}
+        dynamic = {"dynamic_axes": {"input": axes, "logits": axes}}
     with torch.no_grad():
-        if dynamo:
-            dim = torch.export.Dim
-            dynamic_shapes = {
-                "x": {0: dim("batch", min=1, max=256), 2: dim("height"), 3: dim("width")}
-            }
-            torch.onnx.export(
-                wrapped,
-                (x,),
-                str(path),
-                opset_version=opset,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamo=True,
-                dynamic_shapes=dynamic_shapes,
-            )
-        else:
-            axes = {0: "batch", 2: "height", 3: "width"}
-            torch.onnx.export(
-                wrapped,
-                (x,),
-                str(path),
-                opset_version=opset,
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": axes, "logits": axes},
-                dynamo=False,
-            )
+        torch.onnx.export(
+            wrapped,
+            (x,),
+            str(path),
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamo=dynamo,
+            **dynamic,
+        )
     return path
 
 

@@ -33,7 +33,13 @@ __all__ = [
 _SHOWN = 10  # file names quoted in one log line
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+class InputsError(FileNotFoundError):
+    """The inputs of a prediction name nothing to predict: a path that is neither a file,
+    a folder nor a matching glob, or no image at all. One type (and wording) for
+    ``atrous predict`` and its Ray form."""
+
+
+def expand_inputs(inputs: Iterable[str | Path], *, require_images: bool = False) -> list[Path]:
     """Turn files, folders and glob patterns into a sorted, de-duplicated list of files.
 
     A folder contributes the files directly inside it whose suffix is one of
@@ -44,7 +50,8 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     so that the user hears why it could not be read.
 
     Raises:
-        FileNotFoundError: an input that is neither a file, a folder nor a matching glob.
+        InputsError: an input that is neither a file, a folder nor a matching glob, or,
+            with ``require_images``, inputs that hold no image file at all.
     """
     found: dict[Path, None] = {}
     for item in inputs:
@@ -74,11 +81,13 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
             files = [m for m in matches if m.is_file()]
             if not files:
-                raise FileNotFoundError(f"glob {text!r} matched no files")
+                raise InputsError(f"glob {text!r} matched no files")
             for match in files:
                 found[match] = None
         else:
-            raise FileNotFoundError(f"input {text!r} is not a file, a folder or a glob")
+            raise InputsError(f"input {text!r} is not a file, a folder or a glob")
+    if require_images and not found:
+        raise InputsError("no image files found in the inputs")
     return list(found)
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from atrous.models.deeplab import deeplabv3, deeplabv3plus, duc_hdc, fcn
-from atrous.models.dilated_net import dilated_net
-from atrous.models.drn import drn_c_26, drn_d_22
-from atrous.models.lraspp import lraspp
+from atrous.models.builders.deeplab import deeplabv3, deeplabv3plus, duc_hdc, fcn
+from atrous.models.builders.dilated_net import dilated_net
+from atrous.models.builders.drn import drn_c_26, drn_d_22
+from atrous.models.builders.lraspp import lraspp
 from atrous.models.realtime import cgnet, dabnet, erfnet
 from atrous.models.segmentor import Segmentor
 

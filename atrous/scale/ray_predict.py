@@ -431,7 +431,7 @@ def options_from_args(args: argparse.Namespace) -> PredictOptions:
 def predict_cli(args: argparse.Namespace) -> int:
     """``atrous predict --ray [ADDRESS]``: the local command's inputs, outputs and exit
     status (0, 1 when some files could not be read, 2 for bad arguments), on Ray."""
-    from atrous.infer import expand_inputs
+    from atrous.infer import InputsError, expand_inputs
 
     if getattr(args, "backend", "torch") != "torch" or getattr(args, "compile", False):
         print("error: --ray runs the torch backend (with or without --fast)", file=sys.stderr)
@@ -443,12 +443,9 @@ def predict_cli(args: argparse.Namespace) -> int:
         print(f"error: --ray-actors must be >= 1, got {args.ray_actors}", file=sys.stderr)
         return 2
     try:
-        files = expand_inputs(args.inputs)
-    except FileNotFoundError as error:
+        files = expand_inputs(args.inputs, require_images=True)
+    except InputsError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not files:
-        print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
         import ray

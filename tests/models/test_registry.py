@@ -50,3 +50,23 @@ def test_no_builder_reads_locals() -> None:
         if "locals()" in path.read_text().replace("``locals()``", "")
     ]
     assert offenders == []
+
+
+def test_the_package_map_names_real_files() -> None:
+    """Every path in atrous.models' docstring map exists (a moved file fails here)."""
+    import re
+    from pathlib import Path
+
+    import atrous.models
+
+    root = Path(atrous.models.__file__).parent
+    doc = atrous.models.__doc__ or ""
+    named = re.findall(r"models/([\w/]+\.py|[\w]+/)", doc)
+    assert len(named) >= 10
+    for entry in named:
+        assert (root / entry).exists(), entry
+    for folder in ("builders/", "backbones/", "heads/"):
+        files = re.findall(rf"{folder}\s+.*?(?=\n    models/|\Z)", doc, flags=re.S)
+        listed = set(re.findall(r"(\w+)\.py", files[0]))
+        actual = {p.stem for p in (root / folder).glob("*.py") if p.stem != "__init__"}
+        assert actual <= listed, (folder, actual - listed)

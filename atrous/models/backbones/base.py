@@ -132,3 +132,17 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def init_fan_out(module: nn.Module) -> None:
+    """Kaiming normal (fan-out) convolutions with zero bias, batch norms at identity: the
+    initialisation of torchvision's MobileNetV2/V3 and Google's EfficientNet, shared by
+    the backbones built from them."""
+    for child in module.modules():
+        if isinstance(child, nn.Conv2d):
+            nn.init.kaiming_normal_(child.weight, mode="fan_out")
+            if child.bias is not None:
+                nn.init.zeros_(child.bias)
+        elif isinstance(child, nn.BatchNorm2d):
+            nn.init.ones_(child.weight)
+            nn.init.zeros_(child.bias)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
+from atrous.models.backbones.resnet import BasicBlock
 from atrous.ops import AtrousConv2d
 from atrous.ops.schedule import DilationSchedule, StageLayout
 
@@ -44,8 +45,9 @@ OUTPUT_STRIDE = 8
 BLOCKS = LAYOUT.blocks
 
 
-class DRNBlock(nn.Module):
-    """ResNet basic block with dilation whose residual connection can be switched off."""
+class DRNBlock(BasicBlock):
+    """ResNet's basic block (same layers and keys) whose residual connection can be
+    switched off: DRN-C's degridding levels are plain two-conv blocks."""
 
     def __init__(
         self,
@@ -56,26 +58,18 @@ class DRNBlock(nn.Module):
         dilation: int = 1,
         residual: bool = True,
     ) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(
-            inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False
-        )
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.residual = residual
-        self.downsample: nn.Module | None = None
+        downsample = None
         if residual and (stride != 1 or inplanes != planes):
-            self.downsample = nn.Sequential(
+            downsample = nn.Sequential(
                 nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
             )
+        super().__init__(inplanes, planes, stride=stride, dilation=dilation, downsample=downsample)
+        self.residual = residual
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
         if self.residual:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+            return super().forward(x)
+        return self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
 
 
 class DRN(Backbone):

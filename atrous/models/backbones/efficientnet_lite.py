@@ -42,7 +42,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from atrous.constants import IMAGENET_MEAN, IMAGENET_STD
-from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
+from atrous.models.backbones.base import (
+    OUTPUT_STRIDES,
+    Backbone,
+    FeatureInfo,
+    init_fan_out,
+    main_path_convs,
+)
 from atrous.ops.schedule import (
     DilationSchedule,
     ScheduleLike,
@@ -345,7 +351,7 @@ class EfficientNetLite(Backbone):
         self.blocks = nn.ModuleList(blocks)
         self.aux_feature = "stage4"
         self.low_level_feature = "stage2"
-        _init_weights(self)
+        init_fan_out(self)
 
     def stage_blocks(self, name: str) -> list[nn.Module]:
         self.info(name)
@@ -381,13 +387,3 @@ class EfficientNetLiteClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         features = self.head(self.trunk(x)["stage5"])
         return self.fc(features.mean(dim=(2, 3)))
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Fan-out Kaiming normal for convolutions (Google's EfficientNet initialisation)."""
-    for child in module.modules():
-        if isinstance(child, nn.Conv2d):
-            nn.init.kaiming_normal_(child.weight, mode="fan_out")
-        elif isinstance(child, nn.BatchNorm2d):
-            nn.init.ones_(child.weight)
-            nn.init.zeros_(child.bias)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
+from atrous.models.backbones.base import (
+    OUTPUT_STRIDES,
+    Backbone,
+    FeatureInfo,
+    init_fan_out,
+    main_path_convs,
+)
 from atrous.ops import AtrousConv2d
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
 
@@ -141,7 +147,7 @@ class MobileNetV2(Backbone):
         self.features = nn.Sequential(*features)
         self.aux_feature = "stage4"
         self.low_level_feature = "stage2"
-        _init_weights(self)
+        init_fan_out(self)
 
     def stage_blocks(self, name: str) -> list[nn.Module]:
         self.info(name)
@@ -155,15 +161,3 @@ class MobileNetV2(Backbone):
                 x = self.features[index](x)
             outputs[name] = x
         return outputs
-
-
-def _init_weights(module: nn.Module) -> None:
-    """torchvision's MobileNetV2 initialisation."""
-    for child in module.modules():
-        if isinstance(child, nn.Conv2d):
-            nn.init.kaiming_normal_(child.weight, mode="fan_out")
-            if child.bias is not None:
-                nn.init.zeros_(child.bias)
-        elif isinstance(child, nn.BatchNorm2d):
-            nn.init.ones_(child.weight)
-            nn.init.zeros_(child.bias)

@@ -26,7 +26,13 @@ from typing import NamedTuple
 
 from torch import Tensor, nn
 
-from atrous.models.backbones.base import OUTPUT_STRIDES, Backbone, FeatureInfo, main_path_convs
+from atrous.models.backbones.base import (
+    OUTPUT_STRIDES,
+    Backbone,
+    FeatureInfo,
+    init_fan_out,
+    main_path_convs,
+)
 from atrous.models.gates import SqueezeExcitation
 from atrous.ops import AtrousConv2d
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout, check_output_stride
@@ -236,7 +242,7 @@ class MobileNetV3Large(Backbone):
             )
         self.aux_feature = "stage3"
         self.low_level_feature = "stage2"
-        _init_weights(self)
+        init_fan_out(self)
 
     def layer(self, index: int) -> nn.Module:
         """Layer ``index`` of torchvision's ``features`` (0 stem, 1..15 blocks, 16 last conv)."""
@@ -268,15 +274,3 @@ def _out_channels(layer: nn.Module) -> int:
     if isinstance(layer, InvertedResidual):
         return layer.out_channels
     return int(layer[0].out_channels)  # an AtrousConv2d
-
-
-def _init_weights(module: nn.Module) -> None:
-    """torchvision's MobileNetV3 initialisation (Kaiming normal fan-out; norms at identity)."""
-    for child in module.modules():
-        if isinstance(child, nn.Conv2d):
-            nn.init.kaiming_normal_(child.weight, mode="fan_out")
-            if child.bias is not None:
-                nn.init.zeros_(child.bias)
-        elif isinstance(child, nn.BatchNorm2d):
-            nn.init.ones_(child.weight)
-            nn.init.zeros_(child.bias)

@@ -30,6 +30,7 @@ from atrous.models.realtime.common import (
     BNPReLU,
     ConvBNPReLU,
     InjectedStem,
+    assemble,
     image_pool,
     override_stages,
 )
@@ -251,12 +252,10 @@ def cgnet(
     schedule = override_stages(
         SCHEDULE, dilation_schedule, model="CGNet", example="{'stage3': [1, 2, 5] * 7}"
     )
-    config["dilation_schedule"] = schedule.to_config()
-    encoder = CGNetEncoder(schedule=schedule)
-    return Segmentor(
-        backbone=encoder,
-        classifier=nn.Conv2d(encoder.out_channels, num_classes, 1, bias=False),
-        head_inputs=("stage3",),
-        num_classes=num_classes,
+    return assemble(
+        CGNetEncoder(schedule=schedule),
         config=config,
+        schedule=schedule,
+        num_classes=num_classes,
+        head_input="stage3",
     )

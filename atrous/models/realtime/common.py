@@ -8,9 +8,12 @@ see the colours of the pixels they label again. These layers are here once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from atrous.models.segmentor import Segmentor
 from atrous.ops.schedule import DilationSchedule
 
 STEM_CHANNELS = 32
@@ -145,3 +148,27 @@ def override_stages(
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def assemble(
+    encoder: nn.Module,
+    *,
+    config: dict[str, Any],
+    schedule: DilationSchedule,
+    num_classes: int,
+    head_input: str,
+    classifier: nn.Module | None = None,
+) -> Segmentor:
+    """The real-time networks' tail: the resolved schedule written into ``config`` and
+    the encoder wrapped as a :class:`~atrous.models.segmentor.Segmentor` with
+    ``classifier`` (default: the papers' bias-free 1x1 conv on ``head_input``)."""
+    config["dilation_schedule"] = schedule.to_config()
+    if classifier is None:
+        classifier = nn.Conv2d(encoder.out_channels, num_classes, 1, bias=False)
+    return Segmentor(
+        backbone=encoder,
+        classifier=classifier,
+        head_inputs=(head_input,),
+        num_classes=num_classes,
+        config=config,
+    )

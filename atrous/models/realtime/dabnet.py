@@ -25,6 +25,7 @@ from atrous.models.realtime.common import (
     BNPReLU,
     ConvBNPReLU,
     InjectedStem,
+    assemble,
     image_pool,
     override_stages,
 )
@@ -207,12 +208,10 @@ def dabnet(
     schedule = override_stages(
         SCHEDULE, dilation_schedule, model="DABNet", example="{'stage2': [1, 1, 2, 5, 9, 2, 5]}"
     )
-    config["dilation_schedule"] = schedule.to_config()
-    encoder = DABNetEncoder(schedule=schedule)
-    return Segmentor(
-        backbone=encoder,
-        classifier=nn.Conv2d(encoder.out_channels, num_classes, 1, bias=False),
-        head_inputs=("stage2",),
-        num_classes=num_classes,
+    return assemble(
+        DABNetEncoder(schedule=schedule),
         config=config,
+        schedule=schedule,
+        num_classes=num_classes,
+        head_input="stage2",
     )

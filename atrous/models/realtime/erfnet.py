@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
 from atrous.models.config import model_config
-from atrous.models.realtime.common import override_stages
+from atrous.models.realtime.common import assemble, override_stages
 from atrous.models.segmentor import Segmentor
 from atrous.ops.schedule import DilationSchedule
 
@@ -213,12 +213,11 @@ def erfnet(
         model="ERFNet",
         example='{"stage2": [1, 1, 2, 5, 9, 1, 2, 5, 9]} (the downsampler first, at rate 1)',
     )
-    config["dilation_schedule"] = schedule.to_config()
-    encoder = ERFNetEncoder(schedule=schedule, width=width, dropout=dropout)
-    return Segmentor(
-        backbone=encoder,
-        classifier=ERFNetDecoder(width, num_classes),
-        head_inputs=("stage2",),
-        num_classes=num_classes,
+    return assemble(
+        ERFNetEncoder(schedule=schedule, width=width, dropout=dropout),
         config=config,
+        schedule=schedule,
+        num_classes=num_classes,
+        head_input="stage2",
+        classifier=ERFNetDecoder(width, num_classes),
     )
