@@ -25,7 +25,7 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 venv: $(STAMP)
 dev: $(DEV_STAMP)
 
-## make demo: create .venv, install atrous, run the main job on the embedded default.
+## make demo: create .venv, install atrous, train and compare four models on built-in data, write the report.
 demo: $(STAMP)
 	$(BIN)/atrous demo --out runs/demo
 

@@ -12,7 +12,7 @@ The same images, the same model and options, the same machine, one run each:
 Every Ray run writes into a fresh folder and its masks are checked byte for byte against
 the local ones, so a speed-up can never come from different work.
 
-    .venv/bin/python benchmarks/ray_predict.py --images /work/shared/datasets/camvid/val \
+    .venv/bin/python benchmarks/ray_predict.py --images ../shared/datasets/camvid/val \
         --count 40 --model camvid
 """
 

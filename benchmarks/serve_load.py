@@ -1,4 +1,4 @@
-"""Load and fault test of ``atrous serve`` on 127.0.0.1: issue 15, points 1 and 4.
+"""Load and fault test of ``atrous serve`` on 127.0.0.1: cost admission under load, and clients that hang up.
 
 Starts ``atrous serve`` in a subprocess on a free loopback port (client and server are
 separate processes, as in use) and runs, each bounded in requests and time:

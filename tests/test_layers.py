@@ -4,7 +4,7 @@ Every ``import`` statement counts, at the top of a file or inside a function (a 
 import is still an arrow). The map, top to bottom (also in the README):
 
     __main__, cli            `python -m atrous` and the `atrous` command
-    demo, scale              the main job; Ray Data / Ray Serve
+    demo, scale              the demo; Ray Data / Ray Serve
     serve, engine            HTTP service; training, evaluation, checkpoints
     infer                    predictor, export, fast CPU path, bench
     models, data             the zoo; datasets and transforms

@@ -11,7 +11,7 @@ NAME = "demo"
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         NAME,
-        help="the main job: show dilation, gridding and HDC on a real training run",
+        help="show dilation, gridding and HDC on a real training run (four models, built-in data)",
         description=(
             "Generate a synthetic dataset whose labels need context, train a network "
             "without dilation, one with gridding rates (4,4,4,4), one with an HDC schedule "

@@ -1,4 +1,4 @@
-"""The main job: ``atrous demo`` shows dilation, gridding and HDC on a real training run.
+"""The demo: ``atrous demo`` shows dilation, gridding and HDC on a real training run.
 
 :func:`run_demo` generates the synthetic context dataset (:mod:`atrous.data.synthetic`),
 trains four models with one budget through :mod:`atrous.engine`, measures them with

@@ -1,4 +1,4 @@
-"""The new user's path of issue 17, point by point: each fix is checked here or by a
+"""The new user's path through README and docs, point by point: each fix is checked here or by a
 tested snippet (README.md's and docs/'s blocks run in test_snippets.py)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Work nobody waits for does not run: cost admission, skipped queue entries, cancelled windows.
 
-Issue 15, point 1: a 16-megapixel upload that could not finish in time ran on after its
+Before this: a 16-megapixel upload that could not finish in time ran on after its
 504, and clients that hung up left their work queued. These tests check each part of
 the fix on the tiny model, with a gated or slowed model where timing matters.
 """

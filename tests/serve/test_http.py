@@ -1,7 +1,4 @@
-"""What every request gets: one error shape, request ids, access log, metrics, loopback guards.
-
-Issue 15, points 3 to 5.
-"""
+"""What every request gets: one error shape, request ids, access log, metrics, loopback guards."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A plain stack of dilated convolutions for comparing dilation schedules.
 
-The network the seed's experiments need: a short stem, then one ``AtrousConv2d`` per
+The network for the dilation experiments (Yu & Koltun, 2016; Wang et al., 2018): a short stem, then one ``AtrousConv2d`` per
 entry of ``rates``, a 1x1 classifier and bilinear upsampling. The parameter count does
 not depend on ``rates``, so ``(1, 1, 1, 1)`` (no dilation), ``(4, 4, 4, 4)`` (gridding)
 and ``(1, 2, 5, 9)`` (hybrid dilated convolution, Wang et al., 2018,
