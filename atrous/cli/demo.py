@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--models",
-        default="undilated,gridded,hdc,deeplabv3",
-        help="comma-separated subset of undilated,gridded,hdc,deeplabv3",
+        default="undilated,gridded,hdc,aspp,undilated_seed2,aspp_seed2",
+        help="comma-separated subset of undilated, gridded, hdc, aspp (the undilated stack "
+        "with an ASPP head), undilated_seed2, aspp_seed2 (second seeds: the spread)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from atrous.models.backbones.base import Backbone, FeatureInfo, main_path_convs
 from atrous.models.config import model_config
+from atrous.models.heads.aspp import ASPP
 from atrous.models.segmentor import Segmentor
 from atrous.ops import AtrousConv2d
 from atrous.ops.layers import NormSpec
@@ -129,6 +130,7 @@ def dilated_net(
     kernel_size: int = 3,
     norm: NormSpec = "batch",
     in_channels: int = 3,
+    aspp_rates: Sequence[int] | None = None,
 ) -> DilatedNet:
     """Build the plain dilated stack (Yu & Koltun, 2016, arXiv:1511.07122, in miniature).
 
@@ -141,6 +143,10 @@ def dilated_net(
         kernel_size: odd kernel size of the body layers.
         norm: ``"batch"``, ``"group"`` or ``"none"``.
         in_channels: input channels (3 for RGB).
+        aspp_rates: with rates, the 1x1 classifier reads an ASPP head (Chen et al.,
+            2017) of ``width`` channels: a 1x1 branch, one 3x3 branch per rate and image
+            pooling. The same body with and without it isolates what ASPP's multi-scale
+            context adds (the demo's fourth comparison).
     """
     config = model_config(
         "dilated_net",
@@ -152,6 +158,7 @@ def dilated_net(
             "kernel_size": kernel_size,
             "norm": norm,
             "in_channels": in_channels,
+            "aspp_rates": aspp_rates,
         },
     )
     backbone = DilatedStack(
@@ -161,9 +168,13 @@ def dilated_net(
         norm=norm,
         in_channels=in_channels,
     )
+    classifier: nn.Module = nn.Conv2d(width, num_classes, 1)
+    if aspp_rates is not None:
+        aspp = ASPP(width, rates=tuple(aspp_rates), out_channels=width, norm=norm, dropout=0.1)
+        classifier = nn.Sequential(aspp, classifier)
     return DilatedNet(
         backbone=backbone,
-        classifier=nn.Conv2d(width, num_classes, 1),
+        classifier=classifier,
         head_inputs=("body",),
         num_classes=num_classes,
         config=config,
