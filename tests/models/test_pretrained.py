@@ -132,6 +132,15 @@ def test_atrous_0_1_schedule_options_still_load(tmp_path: Path) -> None:
     x = torch.randn(1, 3, 21, 19)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-    shipped = load_pretrained("camvid")
-    assert shipped.config["dilation_schedule"] == "plain"
-    assert "multi_grid" not in shipped.config and "hdc_rates" not in shipped.config
+
+
+def test_shipped_models_are_saved_in_the_current_form() -> None:
+    """Old folders load through fold_legacy_schedule (above); the shipped ones need not."""
+    from atrous.models.config import LEGACY_SCHEDULE_OPTIONS
+    from atrous.models.pretrained import SHIPPED_DIR, shipped_models
+
+    assert shipped_models()
+    for name in shipped_models():
+        document = json.loads((SHIPPED_DIR / name / "config.json").read_text())
+        assert not set(LEGACY_SCHEDULE_OPTIONS) & set(document["model"]), name
+        assert "dilation_schedule" in document["model"], name
