@@ -35,7 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "names (a_png.png, a_jpg.png).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image file, folder or glob")
-    p.add_argument("--model", help="saved model folder or shipped name (class names, palette)")
+    p.add_argument(
+        "--model",
+        help="saved model folder or shipped name (default with the torch backend: camvid, "
+        "the shipped CamVid street model); gives class names and palette",
+    )
     p.add_argument("--out", required=True, help="output folder for <name>.png masks")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight")
@@ -101,7 +105,9 @@ def _load_runner(args: argparse.Namespace) -> tuple[object, object | None]:
         except Exception as error:  # onnxruntime raises its own exception types
             raise _UsageError(f"cannot open {args.onnx}: {error}") from error
     if metadata_model is None:
-        raise _UsageError("--model is required with --backend torch")
+        from atrous.infer.loading import load_model
+
+        metadata_model = load_model("camvid")
     runner = metadata_model
     if args.fast and args.compile:
         from atrous.infer.fast import prepare_for_cpu

@@ -24,7 +24,8 @@ class ServeConfig:
     timeouts bound how long a client can hold a connection or a queue slot.
 
     Attributes:
-        model: registry name or folder of a saved model (see ``atrous.load_pretrained``).
+        model: shipped model name or folder of a saved model (see ``atrous.load_pretrained``);
+            default ``camvid``, the shipped CamVid street model.
             Fixed when the service starts: no endpoint loads a model named by a client.
         host: interface to bind; loopback by default so nothing is exposed by accident.
         port: TCP port.
@@ -61,7 +62,7 @@ class ServeConfig:
             browsers may POST; other cross-origin POSTs get 403.
     """
 
-    model: str
+    model: str = "camvid"
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "cpu"

@@ -178,3 +178,14 @@ def test_pillow_warnings_are_logged_not_printed(
         r.name == "atrous.data.io" and str(path) in r.getMessage() and "EXIF" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_predict_without_model_uses_the_shipped_camvid_model(tmp_path: Path) -> None:
+    from atrous.serve import ServeConfig
+
+    image = tmp_path / "street.png"
+    Image.fromarray(np.full((48, 64, 3), 128, dtype=np.uint8)).save(image)
+    assert main(["predict", str(image), "--out", str(tmp_path / "masks")]) == 0
+    mask = np.asarray(Image.open(tmp_path / "masks" / "street.png"))
+    assert mask.shape == (48, 64) and mask.max() < 11  # CamVid's 11 classes
+    assert ServeConfig().model == "camvid"
