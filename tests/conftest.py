@@ -25,3 +25,9 @@ def camvid_root() -> Path:
     if not (CAMVID_ROOT / "train.txt").exists():
         pytest.skip(f"CamVid data not found at {CAMVID_ROOT} (set ATROUS_CAMVID to its folder)")
     return CAMVID_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _sample_check_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Training's sample-check cache lives in a scratch folder, not the user's home."""
+    monkeypatch.setenv("ATROUS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "atrous-cache"))

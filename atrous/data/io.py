@@ -72,10 +72,15 @@ class ImageError(DataError):
             callers that map failures to their own codes (the web service's 4xx).
     """
 
-    def __init__(self, path: str | Path, reason: str, *, kind: str = "corrupt") -> None:
-        super().__init__(f"{path}: cannot read image: {reason}")
-        self.path = str(path)
-        self.reason = reason
+    def __init__(
+        self, path: str | Path, reason: str | None = None, *, kind: str = "corrupt"
+    ) -> None:
+        if reason is None:  # one finished message: how DataLoader workers re-raise it
+            super().__init__(str(path))
+            self.path, self.reason = "", str(path)
+        else:
+            super().__init__(f"{path}: cannot read image: {reason}")
+            self.path, self.reason = str(path), reason
         self.kind = kind
 
 
@@ -156,8 +161,24 @@ def _decode(opened: Path | io.BytesIO, label: str | Path, max_pixels: int) -> np
         raise ImageError(
             label, "not an image (format not recognised)", kind="not_an_image"
         ) from error
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(label, f"truncated or corrupt image data ({error})") from error
+    except MemoryError as error:
+        raise ImageError(label, "decoding needs more memory than is free") from error
+    except Exception as error:
+        # The per-file boundary. Pillow's plugins fail on bad data with OSError,
+        # SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError,
+        # NotImplementedError (an unimplemented DDS pixel format) and more; Pillow's
+        # security notes say to expect any of them. Each becomes this file's ImageError.
+        raise ImageError(label, decode_failure(error)) from error
+
+
+def decode_failure(error: BaseException) -> str:
+    """The words for a decoder's exception: what kind of problem, and Pillow's message."""
+    detail = str(error).strip() or type(error).__name__
+    if isinstance(error, NotImplementedError):
+        return f"a format variant Pillow does not implement ({detail})"
+    if isinstance(error, (OSError, SyntaxError, ValueError, EOFError)):
+        return f"truncated or corrupt image data ({detail})"
+    return f"corrupt image data ({type(error).__name__}: {detail})"
 
 
 def _to_rgb(image: Image.Image, label: str | Path) -> np.ndarray:
@@ -205,8 +226,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             return image.size
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read image header ({exc})") from exc
+    except Exception as exc:  # the per-file boundary (see _decode)
+        raise DataError(f"{path}: cannot read image header: {decode_failure(exc)}") from exc
 
 
 def read_raw_mask(path: str | Path) -> np.ndarray:
@@ -223,9 +244,9 @@ def read_raw_mask(path: str | Path) -> np.ndarray:
             image.load()
             mode = image.mode
             array = np.asarray(ImageOps.exif_transpose(image))
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # the per-file boundary (see _decode)
         raise DataError(
-            f"{path}: cannot read mask ({exc}); expected a complete, readable PNG"
+            f"{path}: cannot read mask: {decode_failure(exc)}; expected a complete, readable PNG"
         ) from exc
     if mode in ("RGB", "RGBA"):
         rgb = array[..., :3]

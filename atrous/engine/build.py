@@ -124,14 +124,41 @@ def build_model_for(config: Config, num_classes: int) -> nn.Module:
     return model
 
 
-def class_weights(config: Config, num_classes: int) -> list[float] | None:
-    """``loss.class_weights`` as one float per class (computed from the masks if named)."""
+def check_data(
+    config: Config,
+    train_set: SegmentationDataset,
+    val_set: SegmentationDataset | None,
+    out_dir: Path | None,
+) -> None:
+    """Every sample of the splits in use, read before the first step (see
+    :mod:`atrous.engine.precheck`): all problems at once, or the bad ones skipped."""
+    from atrous.engine.precheck import check_splits
+
+    splits = {"train": (train_set, config.data.train_split)}
+    if val_set is not None:
+        splits["val"] = (val_set, str(config.data.val_split))
+    check_splits(
+        splits, policy=config.data.bad_samples, out_dir=out_dir, root=str(config.data.root)
+    )
+    if len(train_set) == 0:
+        raise ConfigError(f"{config.data.root} [{config.data.train_split}]: no usable sample")
+
+
+def class_weights(
+    config: Config, num_classes: int, train_set: SegmentationDataset | None = None
+) -> list[float] | None:
+    """``loss.class_weights`` as one float per class (computed from the masks if named:
+    those of ``train_set`` when given, the checked and possibly filtered split)."""
     weights = config.loss.class_weights
     if weights is None:
         return None
     if weights in WEIGHTINGS:
         values = class_weights_from_data(
-            str(weights), config.data.format, config.data.root, config.data.train_split
+            str(weights),
+            config.data.format,
+            config.data.root,
+            config.data.train_split,
+            dataset=train_set,
         )
         return [float(w) for w in values]
     if isinstance(weights, str):
@@ -214,6 +241,7 @@ def build_run(config: Config, paths: RunPaths, dist_info: DistInfo, device: torc
     np.random.seed(seed)
     random.seed(seed)
     train_set, val_set = build_datasets(config)
+    check_data(config, train_set, val_set, paths.out_dir if dist_info.is_main else None)
     sampler = DistributedSampler(
         train_set,
         num_replicas=dist_info.world_size,
@@ -231,7 +259,7 @@ def build_run(config: Config, paths: RunPaths, dist_info: DistInfo, device: torc
     memory_format = torch.channels_last if config.model.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)
     optimizer = make_optimizer(config, model)
-    weights = class_weights(config, train_set.num_classes)
+    weights = class_weights(config, train_set.num_classes, train_set)
     criterion = SegmentationLoss(
         ignore_index=config.loss.ignore_index,
         class_weights=weights,

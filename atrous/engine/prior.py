@@ -26,7 +26,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from atrous.data import build_dataset, check_dataset, median_frequency_weights
+from atrous.data import (
+    SegmentationDataset,
+    build_dataset,
+    check_dataset,
+    median_frequency_weights,
+)
 from atrous.engine.evaluate import make_predictor
 from atrous.engine.metrics import IGNORE_INDEX, ConfusionMatrix
 
@@ -35,9 +40,15 @@ WEIGHTINGS = ("median_frequency", "sqrt_median_frequency")
 
 
 def class_weights_from_data(
-    spec: str | Sequence[float], data_format: str, root: str, split: str = "train"
+    spec: str | Sequence[float],
+    data_format: str,
+    root: str,
+    split: str = "train",
+    *,
+    dataset: SegmentationDataset | None = None,
 ) -> np.ndarray:
-    """The class weights ``spec`` names, computed from ``split``'s masks.
+    """The class weights ``spec`` names, computed from ``split``'s masks (or from
+    ``dataset``'s, the training run's own checked split).
 
     ``spec``: ``"median_frequency"``, ``"sqrt_median_frequency"`` or explicit values.
     """
@@ -45,7 +56,8 @@ def class_weights_from_data(
         return np.asarray(spec, dtype=np.float64)
     if spec not in WEIGHTINGS:
         raise ValueError(f"class weights {spec!r}; expected one of {WEIGHTINGS} or a list")
-    report = check_dataset(build_dataset(data_format, root, split=split))
+    source = dataset if dataset is not None else build_dataset(data_format, root, split=split)
+    report = check_dataset(source)
     if report.problems:
         raise ValueError("cannot compute class weights:\n" + "\n".join(report.problems[:10]))
     weights = median_frequency_weights(report)

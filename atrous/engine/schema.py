@@ -57,6 +57,12 @@ class DataConfig:
     a final model trained on every frame (``train+val``), whose val score is then a
     training score. ``val_split: null`` trains without a validation split: nothing is
     evaluated and ``best/`` is the last model.
+
+    ``bad_samples``: every sample of the splits in use is read before the first step
+    (decode, sizes, label values; known-good files are cached by path, size and time).
+    ``stop`` refuses to train and lists every bad file; ``skip`` trains without them and
+    lists them in ``<run>/skipped_samples.txt``. A file that goes bad during the run
+    ends it with the last step checkpointed, to ``--resume`` once the file is fixed.
     """
 
     format: Literal["folder", "camvid", "voc", "cityscapes"] = "folder"
@@ -74,6 +80,7 @@ class DataConfig:
     persistent_workers: bool = True
     prefetch_factor: int | None = None
     max_val_samples: int | None = None
+    bad_samples: Literal["stop", "skip"] = "stop"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from atrous.data.io import DataError
 from atrous.device import resolve_device
 from atrous.engine.best import recover_best, save_best
 from atrous.engine.budget import TimeBudget
@@ -231,8 +232,20 @@ def _train(
         status = loop.train_epochs()
     finally:
         log.close()
+    if status == "data_error":
+        raise _stopped_by_data(run, loop)
     _hint_adjust_prior(run)
     return loop.result(status)
+
+
+def _stopped_by_data(run: Run, loop: _Loop) -> DataError:
+    """The error that ends a run whose sample failed mid-run, saying how to go on."""
+    s = loop.state
+    return DataError(
+        f"{loop.data_error}\ntraining stopped at epoch {s.epoch + 1}, step {s.step_in_epoch}; "
+        f"saved {loop.last_checkpoint}. Fix or remove the file, then continue with: "
+        f"atrous train --out {run.paths.out_dir} --resume"
+    )
 
 
 def _restore(run: Run, budget: TimeBudget, resume: bool) -> tuple[TrainState, Path | None]:
@@ -302,6 +315,7 @@ class _Loop:
         self.planned = False
         self.last_checkpoint: Path | None = None
         self.partial_row: dict[str, Any] | None = None
+        self.data_error: DataError | None = None
 
     def train_epochs(self) -> str:
         """Epochs until the (planned) schedule ends; the run's status."""
@@ -328,20 +342,23 @@ class _Loop:
             freeze_backbone_norms(self.train_model)
         self.lr, self.window, self.window_steps = self.config.optim.lr, None, 0
         reason = None
-        for images, masks in self.loader:
-            loss = self._step(images, masks)
-            s.iteration += 1
-            s.step_in_epoch += 1
-            self.window = loss if self.window is None else self.window + loss
-            self.window_steps += 1
-            self.log.step_done(images.shape[0] * self.run.dist_info.world_size)
-            if self.budget.step_done():
-                self._replan(steps_left=iters - s.step_in_epoch)
-            if self._read_due():
-                self._read_loss()
-                reason = self._stop_reason()
-            if reason is not None:
-                break
+        try:
+            for images, masks in self.loader:
+                loss = self._step(images, masks)
+                s.iteration += 1
+                s.step_in_epoch += 1
+                self.window = loss if self.window is None else self.window + loss
+                self.window_steps += 1
+                self.log.step_done(images.shape[0] * self.run.dist_info.world_size)
+                if self.budget.step_done():
+                    self._replan(steps_left=iters - s.step_in_epoch)
+                if self._read_due():
+                    self._read_loss()
+                    reason = self._stop_reason()
+                if reason is not None:
+                    break
+        except DataError as error:  # a file that went bad after the check before step 1
+            self.data_error, reason = error, "data_error"
         self.log.close_bar()
         return reason
 
@@ -439,11 +456,11 @@ class _Loop:
         last_epoch = s.epoch + 1 >= self.budget.epochs
         if finished and last_epoch:
             reason = None  # the signal or the budget came with the very last step
-        if reason == "interrupted" and not finished:
+        if reason in ("interrupted", "data_error") and not finished:
             self._checkpoint()
             if self.main:
                 logger.warning("saved %s; continue with --resume", self.last_checkpoint)
-            return "interrupted"
+            return reason
         row = self._epoch_row(finished)
         final = last_epoch or reason == "time_budget"
         if self.main and ((s.epoch + 1) % self.config.eval.every == 0 or final):
