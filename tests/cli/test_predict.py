@@ -13,6 +13,7 @@ from PIL import Image
 from atrous.cli import main
 from atrous.infer import Predictor
 from atrous.models import build_model, load_pretrained, save_pretrained
+from tests.data.helpers import dds_with_unimplemented_format
 from tests.infer.test_io import _write_bomb
 
 
@@ -40,6 +41,9 @@ def image_folder(tmp_path: Path) -> Path:
     broken.write_bytes((folder / "b.jpg").read_bytes()[:200])
     (folder / "notes.png").write_text("not an image")
     _write_bomb(folder / "bomb.png")
+    # Sorted before c.png: a decoder that raises NotImplementedError must not stop the
+    # files after it.
+    (folder / "b_texture.dds").write_bytes(dds_with_unimplemented_format())
     return folder
 
 
@@ -57,6 +61,8 @@ def test_predict_folder_with_corrupt_files(
     assert "broken.jpg: cannot read image: truncated" in error
     assert "notes.png: cannot read image: not an image" in error
     assert "bomb.png: cannot read image: too many pixels" in error
+    assert "b_texture.dds: cannot read image: a format variant Pillow does not implement" in error
+    assert "Traceback" not in error
     # The readable files were predicted, with the model's labels and palette.
     model = load_pretrained(saved_model)
     for name in ("a", "b", "c"):

@@ -6,7 +6,6 @@ on the fixed data ends."""
 from __future__ import annotations
 
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from atrous.cli import main
 from atrous.data import DataError, SegmentationDataset
 from atrous.engine import load_config, train
 from atrous.engine.precheck import cache_path, check_samples
-from tests.data.helpers import write_folder_dataset
+from tests.data.helpers import dds_with_unimplemented_format, write_folder_dataset
 
 TINY = [
     "data.crop_size=[16, 16]",
@@ -27,21 +26,6 @@ TINY = [
     "schedule.epochs=2",
     "eval.every=1",
 ]
-
-
-def dds_with_unimplemented_format(width: int = 20, height: int = 18) -> bytes:
-    """A real DDS file whose DXGI pixel format (93) Pillow does not implement: its
-    decoder raises NotImplementedError, the failure met on a user's corpus."""
-    flags = 0x1 | 0x2 | 0x4 | 0x1000
-    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"DX10", 0, 0, 0, 0, 0)
-    header = (
-        struct.pack("<IIIIIII", 124, flags, height, width, width * 4, 0, 1)
-        + b"\0" * 44
-        + pixel_format
-        + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0)
-    )
-    dx10 = struct.pack("<IIIII", 93, 3, 0, 1, 0)
-    return b"DDS " + header + dx10 + b"\0" * (width * height * 4)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from PIL import Image
 
 from atrous.infer import Predictor, overlay
 from atrous.models import load_pretrained
+from tests.data.helpers import dds_with_unimplemented_format
 from tests.serve.conftest import CLASS_NAMES, PALETTE, huge_png, png, random_image
 
 
@@ -97,6 +98,9 @@ BAD_UPLOADS = {
     "empty body": (b"", 400, "empty_body"),
     "not an image": (b"this is plain text, not a picture", 415, "not_an_image"),
     "truncated png": (png(random_image(64, 64))[:300], 422, "corrupt_image"),
+    # A decoder that raises NotImplementedError (a DDS pixel format Pillow lacks) used to
+    # answer 500.
+    "unimplemented DDS format": (dds_with_unimplemented_format(), 422, "corrupt_image"),
     "30000x30000 image": (huge_png(30000), 413, "too_many_pixels"),
     "over the size limit": (b"\x89PNG" + bytes(250_000), 413, "upload_too_large"),
 }
