@@ -80,6 +80,17 @@ def _frames_trained_on(
     return (len(shared), train_split) if shared else None
 
 
+def _bad_samples(dataset: object, root: str, split: str) -> str | None:
+    """Every unreadable sample, listed before anything is scored (a metric over fewer
+    files than asked would differ silently), or None."""
+    from atrous.engine.precheck import check_samples, describe
+
+    problems = check_samples(dataset)  # type: ignore[arg-type]
+    if not problems:
+        return None
+    return describe(problems, split, root) + "\nno metric reported; fix or remove these files"
+
+
 def run(args: argparse.Namespace) -> int:
     from atrous.data import DataError, build_dataset, detect_format
     from atrous.device import resolve_device
@@ -116,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
             f"note: {seen[0]} of the {len(dataset)} frames of {split!r} are in the model's "
             f"training split {seen[1]!r}: on those this is a training score, not a new street"
         )
+    problems = _bad_samples(dataset, root, split)
+    if problems:
+        print(f"error: {problems}", file=sys.stderr)
+        return 2
     mode = args.mode or config.eval.mode
     try:
         result = evaluate(

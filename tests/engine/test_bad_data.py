@@ -135,3 +135,22 @@ def test_a_bad_upload_in_the_dataset_reader_names_the_file(root: Path, tmp_path:
     dataset = build_dataset("folder", target, split="val")
     with pytest.raises(DataError, match=image.name):
         dataset[0]
+
+
+def test_eval_lists_every_bad_file_and_reports_no_metric(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from atrous.models import build_model, save_pretrained
+
+    model = save_pretrained(
+        build_model("dilated_net", num_classes=3, width=4, rates=(1, 2)), tmp_path / "m"
+    )
+    images = sorted((root / "images" / "val").glob("*.png"))
+    images[0].write_bytes(dds_with_unimplemented_format())
+    images[1].write_bytes(images[1].read_bytes()[:70])
+    code = main(["eval", "--model", str(model), "--data.root", str(root), "--split", "val"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert images[0].name in captured.err and images[1].name in captured.err
+    assert "no metric reported" in captured.err and "Traceback" not in captured.err
+    assert "miou" not in captured.out
