@@ -68,6 +68,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.verbose or not is_user_error(error):
+            raise  # a real bug: the traceback is what a report needs
+        print(f"atrous {args.command}: error: {describe_error(error)}", file=sys.stderr)
+        print("(run with -v for the traceback)", file=sys.stderr)
+        return 2
+
+
+#: Exceptions that mean the input was wrong, not the program: a path that is not
+#: there or cannot be written, a full or read-only disk, a bad value, an unreadable
+#: file. atrous raises ValueError subclasses with a message for every value it refuses.
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """Whether ``error`` is the user's input (one line is the answer) or a bug (traceback)."""
+    if isinstance(error, (UnicodeError, RecursionError)):
+        return False
+    return isinstance(error, USER_ERRORS)
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the user: the OS's words and the path for file errors."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":
