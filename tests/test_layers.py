@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"infer"},
     {"models", "data"},
     {"analysis"},
-    {"ops", "constants", "device"},
+    {"ops", "constants", "device", "files"},
 ]
 LEVEL = {package: level for level, group in enumerate(LAYERS) for package in group}
 

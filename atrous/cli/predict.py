@@ -141,6 +141,7 @@ def _predict_files(
     from atrous.constants import voc_palette
     from atrous.infer import DEFAULT_MAX_PIXELS, ImageError, class_areas, colorize, load_image
     from atrous.infer import overlay as overlay_image
+    from atrous.infer.io import save_png
 
     logger = logging.getLogger("atrous.predict")
     names = getattr(metadata_model, "class_names", None)
@@ -171,11 +172,10 @@ def _predict_files(
                 if palette is None:
                     palette = voc_palette(256)
                 stem = stems[path]
-                colorize(mask, palette).save(out / f"{stem}.png")
+                save_png(colorize(mask, palette), out / f"{stem}.png")
                 if args.overlay:
-                    overlay_image(image, mask, palette, args.alpha).save(
-                        out / f"{stem}_overlay.png"
-                    )
+                    overlay = overlay_image(image, mask, palette, args.alpha)
+                    save_png(overlay, out / f"{stem}_overlay.png")
                 if args.csv:
                     for row in class_areas(mask, names):
                         area_rows.append({"file": str(path), **row})

@@ -18,7 +18,6 @@ leaves the previous checkpoint in charge.
 from __future__ import annotations
 
 import json
-import os
 import random
 import uuid
 from collections.abc import Callable
@@ -30,31 +29,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save
 
+from atrous.files import atomic_write_bytes
+
 FORMAT = "atrous-checkpoint-v1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + fsync + ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -14,7 +14,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from PIL import Image
+
 from atrous.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image
+from atrous.files import atomic_write
 
 LOGGER = logging.getLogger(__name__)
 
@@ -121,3 +124,13 @@ def output_stems(paths: Sequence[Path], *, companions: Sequence[str] = ("_overla
         taken.update(f"{stem}{extra}".lower() for extra in suffixes)
         stems.append(stem)
     return stems
+
+
+def save_png(image: Image.Image, path: Path) -> None:
+    """Write ``image`` as a PNG atomically (see :func:`atrous.files.atomic_write`).
+
+    A reader (or a rerun's skip check) sees either no file or a complete one, never half
+    a PNG, whether the writer is killed or the disk fills. No fsync: that would guard
+    against a machine crash, at a cost per image that a million images make visible.
+    """
+    atomic_write(path, lambda temporary: image.save(temporary, format="PNG"), fsync=False)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from atrous.files import atomic_write
 from atrous.models.config import fold_legacy_schedule
 from atrous.models.segmentor import Segmentor
 
@@ -35,22 +35,6 @@ def shipped_models() -> list[str]:
     if not SHIPPED_DIR.is_dir():
         return []
     return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    os.close(descriptor)
-    temporary_path = Path(temporary)
-    try:
-        write(temporary_path)
-        with open(temporary_path, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary_path, path)
-    except BaseException:
-        temporary_path.unlink(missing_ok=True)
-        raise
 
 
 def input_normalization(model: Any) -> dict[str, Any]:
@@ -124,10 +108,10 @@ def save_pretrained(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    _atomic_write(
+    atomic_write(
         out / WEIGHTS_FILE, lambda path: save_file(state, str(path), metadata={"format": "pt"})
     )
-    _atomic_write(out / CONFIG_FILE, lambda path: path.write_text(text, encoding="utf-8"))
+    atomic_write(out / CONFIG_FILE, lambda path: path.write_text(text, encoding="utf-8"))
     return out
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from atrous.infer.io import DEFAULT_MAX_PIXELS, ImageError, load_image
+from atrous.infer.io import DEFAULT_MAX_PIXELS, ImageError, load_image, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -117,25 +117,6 @@ def mask_path(out: Path, stem: str) -> Path:
 
 def overlay_path(out: Path, stem: str) -> Path:
     return out / f"{stem}_overlay.png"
-
-
-def atomic_save(image: Image.Image, path: Path) -> None:
-    """Write a PNG under a temporary name in the same folder, then rename it into place.
-
-    A reader (or a rerun's skip check) sees either no file or a complete one, never half
-    a PNG, whenever the writer is killed. No fsync: that would guard against a machine
-    crash, at a cost per image that a million images make visible.
-    """
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    os.close(descriptor)
-    try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def class_names_of(model: object) -> list[str]:
@@ -221,8 +202,8 @@ class MaskWriter:
 
         if self.options.overlay:  # overlay first: a mask on disk means this file is done
             blended = overlay(image, mask, self.palette, self.options.alpha)
-            atomic_save(blended, overlay_path(self.out, stem))
-        atomic_save(colorize(mask, self.palette), mask_path(self.out, stem))
+            save_png(blended, overlay_path(self.out, stem))
+        save_png(colorize(mask, self.palette), mask_path(self.out, stem))
         return [row["pixels"] for row in class_areas(mask, self.class_names)]
 
     def _already_written(self, stem: str) -> list[int] | None:

@@ -17,9 +17,9 @@ from PIL import Image
 
 from atrous.cli import main
 from atrous.infer import Predictor, expand_inputs, load_image
-from atrous.infer.io import output_stems
+from atrous.infer.io import output_stems, save_png
 from atrous.models import load_pretrained
-from atrous.scale.ray_predict import MaskWriter, PredictOptions, atomic_save
+from atrous.scale.ray_predict import MaskWriter, PredictOptions
 from tests.scale.conftest import PALETTE, write_images
 
 
@@ -63,7 +63,7 @@ def test_actor_writes_the_predictors_masks_and_names_bad_files(
     )
 
 
-def test_atomic_save_leaves_nothing_when_the_write_fails(
+def test_save_png_leaves_nothing_when_the_write_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image = Image.fromarray(np.zeros((8, 8), np.uint8), mode="P")
@@ -74,7 +74,7 @@ def test_atomic_save_leaves_nothing_when_the_write_fails(
 
     monkeypatch.setattr(Image.Image, "save", die_halfway)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save(image, tmp_path / "mask.png")
+        save_png(image, tmp_path / "mask.png")
     assert list(tmp_path.iterdir()) == []
 
 
