@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from atrous.constants import voc_palette
+from atrous.data.fuzz import dds_with_unimplemented_format  # noqa: F401 (re-exported for tests)
 
 
 def write_folder_dataset(
@@ -74,18 +74,3 @@ def write_camvid_dataset(root: Path, frames: dict[str, list[str]] | None = None)
             )
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
-
-
-def dds_with_unimplemented_format(width: int = 20, height: int = 18) -> bytes:
-    """A real DDS file whose DXGI pixel format (93) Pillow does not implement: its
-    decoder raises NotImplementedError, the failure met on a user's corpus."""
-    flags = 0x1 | 0x2 | 0x4 | 0x1000
-    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"DX10", 0, 0, 0, 0, 0)
-    header = (
-        struct.pack("<IIIIIII", 124, flags, height, width, width * 4, 0, 1)
-        + b"\0" * 44
-        + pixel_format
-        + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0)
-    )
-    dx10 = struct.pack("<IIIII", 93, 3, 0, 1, 0)
-    return b"DDS " + header + dx10 + b"\0" * (width * height * 4)
