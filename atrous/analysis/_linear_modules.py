@@ -42,6 +42,8 @@ class PathConv(nn.Module):
         # A convolution that pads at run time (TensorFlow "same", e.g. EfficientNet-Lite's
         # stride-2 convs) exposes ``pad_input``; the stand-in pads the same way.
         self.pad_input = getattr(conv, "pad_input", None)
+        if self.pad_input is None and type(conv).__name__ == "Conv2dSame":  # timm's helper
+            self.pad_input = _timm_same_padding(conv)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pad_input is not None:
@@ -174,6 +176,14 @@ class DropGlobalPool(nn.Module):
 def _is_global(output_size: Any) -> bool:
     sizes = output_size if isinstance(output_size, (tuple, list)) else (output_size,)
     return all(s == 1 for s in sizes)
+
+
+def _timm_same_padding(conv: nn.modules.conv._ConvNd) -> Any:
+    """timm's ``Conv2dSame`` pads at run time (TensorFlow "same"); pad the same way."""
+    from timm.layers.padding import pad_same
+
+    kernel, stride, dilation = tuple(conv.kernel_size), tuple(conv.stride), tuple(conv.dilation)
+    return lambda x: pad_same(x, kernel, stride, dilation)
 
 
 def linear_replacement(module: nn.Module, *, collapsed: bool, global_pooling: str) -> Any:

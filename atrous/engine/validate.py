@@ -181,10 +181,11 @@ def _check_backbone_weights(spec: str) -> None:
     try:
         if spec in PACKAGED:
             packaged_weights_path(spec)
-        elif "_Weights." not in spec and not Path(spec).is_file():
+        elif spec != "timm" and "_Weights." not in spec and not Path(spec).is_file():
             raise BackboneWeightsError(
                 f"{spec!r} is neither packaged weights ({', '.join(PACKAGED)}), a torchvision "
-                "weights name (ResNet18_Weights.IMAGENET1K_V1) nor a file"
+                "weights name (ResNet18_Weights.IMAGENET1K_V1), 'timm' (for a timm:<name> "
+                "backbone) nor a file"
             )
     except BackboneWeightsError as exc:
         raise ConfigError(f"model.backbone_weights: {exc}") from None

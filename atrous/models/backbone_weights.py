@@ -10,6 +10,8 @@ One spec names where the weights come from:
 * a torchvision weights name, ``ResNet18_Weights.IMAGENET1K_V1`` (or
   ``torchvision:ResNet18_Weights.IMAGENET1K_V1``): downloaded and cached by torchvision
   as it does for its own models, for ResNet and MobileNet backbones.
+* ``timm``, for a ``timm:<name>`` backbone: timm downloads its ImageNet weights as it
+  does for its own models (a file path is handed to timm's loader the same way).
 * a path to a state dict: ``.safetensors``, or ``.pth``/``.pt`` read with
   ``torch.load(..., weights_only=True)`` (never a pickle of code), in either the
   EfficientNet-PyTorch layout, torchvision's layout or atrous's own backbone keys.
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from atrous.models.backbones.efficientnet_lite import EfficientNetLite
+from atrous.models.backbones.timm_encoder import TimmEncoder
 
 
 class BackboneWeightsError(ValueError):
@@ -202,6 +205,21 @@ def load_backbone_weights(model: nn.Module, spec: str) -> nn.Module:
     """
     backbone = getattr(model, "backbone", model)
     text = str(spec)
+    if isinstance(backbone, TimmEncoder):
+        # timm's own loader maps a classifier's keys onto its feature extractor.
+        state = None if text == "timm" else read_state_dict(text)
+        try:
+            backbone.load_timm_weights(state)
+        except (RuntimeError, ValueError) as error:
+            raise BackboneWeightsError(
+                f"these weights do not fit {backbone.variant}: {error}"
+            ) from None
+        return model
+    if text == "timm":
+        raise BackboneWeightsError(
+            f"backbone_weights='timm' needs a timm backbone (backbone: timm:<name>), not "
+            f"{_describe(backbone)}"
+        )
     if text in PACKAGED:
         variant = PACKAGED[text].variant
         built = getattr(backbone, "variant", type(backbone).__name__)

@@ -9,6 +9,8 @@ from atrous.models.backbones.mobilenet import LAYOUT as MOBILENET_V2_LAYOUT
 from atrous.models.backbones.mobilenet import MobileNetV2
 from atrous.models.backbones.mobilenet_v3 import MobileNetV3Large
 from atrous.models.backbones.resnet import DEPTHS, ResNet, resnet_layout
+from atrous.models.backbones.timm_encoder import PREFIX as TIMM_PREFIX
+from atrous.models.backbones.timm_encoder import TimmEncoder
 from atrous.ops.schedule import DilationSchedule, ScheduleLike, StageLayout
 
 BACKBONES = (*DEPTHS, "mobilenet_v2", "mobilenet_v3_large", *efficientnet_lite.VARIANTS)
@@ -18,7 +20,7 @@ def make_backbone(
     name: str, *, output_stride: int, dilation_schedule: ScheduleLike = None
 ) -> Backbone:
     """A ResNet (``resnet18/34/50/101``), ``mobilenet_v2``, ``mobilenet_v3_large`` or
-    ``efficientnet_lite0/1/2``.
+    ``efficientnet_lite0/1/2``, or any timm encoder as ``timm:<name>`` (the timm extra).
 
     ``dilation_schedule`` is anything :meth:`DilationSchedule.parse` reads; every
     backbone resolves it against its own :func:`backbone_layout`.
@@ -31,6 +33,12 @@ def make_backbone(
         return ResNet(depth=name, output_stride=output_stride, dilation_schedule=dilation_schedule)
     if name == "mobilenet_v2":
         return MobileNetV2(output_stride=output_stride, dilation_schedule=dilation_schedule)
+    if name.startswith(TIMM_PREFIX):
+        return TimmEncoder(
+            name.removeprefix(TIMM_PREFIX),
+            output_stride=output_stride,
+            dilation_schedule=dilation_schedule,
+        )
     if name in efficientnet_lite.VARIANTS:
         return EfficientNetLite(
             variant=name, output_stride=output_stride, dilation_schedule=dilation_schedule
@@ -43,7 +51,10 @@ def make_backbone(
                 "mobilenet_v3_large yet (it builds torchvision's plain layout); use 'plain'"
             )
         return MobileNetV3Large(output_stride=output_stride)
-    raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    raise ValueError(
+        f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}, or "
+        "timm:<name> for a timm encoder"
+    )
 
 
 def backbone_layout(name: str) -> StageLayout:
@@ -56,6 +67,11 @@ def backbone_layout(name: str) -> StageLayout:
         return resnet_layout(name)
     if name == "mobilenet_v2":
         return MOBILENET_V2_LAYOUT
+    if name.startswith(TIMM_PREFIX):
+        raise ValueError(
+            f"{name}: timm places its own dilation, so there is no layout to resolve a "
+            "schedule against; analyse the built network with --model instead"
+        )
     if name in efficientnet_lite.VARIANTS:
         return efficientnet_lite.layout(name)
     if name == "mobilenet_v3_large":
@@ -63,4 +79,7 @@ def backbone_layout(name: str) -> StageLayout:
             "mobilenet_v3_large has no stage layout yet (it is built at the plain layout "
             "only); analyse the built network with --model instead"
         )
-    raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}")
+    raise ValueError(
+        f"unknown backbone {name!r}; known backbones: {', '.join(BACKBONES)}, or "
+        "timm:<name> for a timm encoder"
+    )
