@@ -11,7 +11,8 @@ Where things are::
                               duc_hdc), lraspp.py, drn.py (drn_c_26, drn_d_22),
                               dilated_net.py (the plain dilated stack)
     models/backbones/         trunks with feature_info: resnet.py, mobilenet.py,
-                              mobilenet_v3.py, efficientnet_lite.py, drn.py; factory.py
+                              mobilenet_v3.py, efficientnet_lite.py, drn.py,
+                              timm_encoder.py (any timm model); factory.py
                               picks one by name; base.py holds the contract
     models/heads/             heads: aspp.py (ASPP, image pooling), deeplab.py (the
                               DeepLabV3 / V3+ heads), fcn.py, duc.py, lraspp.py, context.py
