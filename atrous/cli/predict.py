@@ -43,7 +43,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder for <name>.png masks")
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay colour weight")
-    p.add_argument("--csv", help="write per-class pixel areas of every image to this CSV")
+    p.add_argument(
+        "--csv",
+        help="write per-class pixel areas of every image (and every frame of a clip) to this CSV",
+    )
+    video = p.add_argument_group(
+        "video clips (.mp4, .mkv, .avi, .mov, .webm; needs pip install 'atrous[video]')"
+    )
+    video.add_argument(
+        "--frames-out", action="store_true", help="also write each frame's mask as a PNG"
+    )
+    video.add_argument("--every", type=int, default=1, help="segment every N-th frame")
+    video.add_argument("--start", type=float, default=0.0, help="first second to segment")
+    video.add_argument("--end", type=float, default=None, help="stop at this second")
     p.add_argument("--batch-size", type=int, default=1, help="images (whole) or windows (slide)")
     p.add_argument("--mode", choices=("whole", "slide"), default="whole")
     p.add_argument("--window", type=int, default=512, help="sliding-window size in pixels")
@@ -189,7 +201,10 @@ def _write_areas(csv_path: str, area_rows: list[dict]) -> None:
     import csv
 
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "index", "name", "pixels", "fraction"])
+        fields = ["file", "index", "name", "pixels", "fraction"]
+        if any("frame" in row for row in area_rows):
+            fields[1:1] = ["frame", "time_s"]
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         for row in area_rows:
             writer.writerow({**row, "fraction": f"{row['fraction']:.6f}"})
@@ -245,10 +260,62 @@ def run(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stems = dict(zip(files, output_stems(files, companions=("_overlay",))))
+    from atrous.infer.video import is_video
+
+    clips = [path for path in files if is_video(path)]
+    images = [path for path in files if not is_video(path)]
+    stems = dict(zip(images, output_stems(images, companions=("_overlay",))))
     written, failures, area_rows = _predict_files(
-        args, predictor, metadata_model, files, stems, out
+        args, predictor, metadata_model, images, stems, out
     )
+    if clips:
+        done, broken, rows = _predict_clips(args, predictor, metadata_model, clips, out)
+        written |= done
+        failures += broken
+        area_rows += rows
+        stems |= {clip: clip.stem for clip in clips}
     if args.csv:
         _write_areas(args.csv, area_rows)
     return _summarise(files, written, stems, out, failures)
+
+
+def _predict_clips(
+    args: argparse.Namespace,
+    predictor: Any,
+    metadata_model: object | None,
+    clips: list[Path],
+    out: Path,
+) -> tuple[set[Path], list[Any], list[dict]]:
+    """Segment each clip into mask (and overlay) videos; a broken clip is named and the
+    others go on."""
+    from tqdm import tqdm
+
+    from atrous.constants import voc_palette
+    from atrous.infer.video import FrameSelection, VideoError, frame_count, predict_video
+
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    names = getattr(metadata_model, "class_names", None)
+    palette = getattr(metadata_model, "palette", None) or voc_palette(256)
+    selection = FrameSelection(every=args.every, start=args.start, end=args.end)
+    written: set[Path] = set()
+    failures: list[Any] = []
+    rows: list[dict] = []
+    for clip in clips:
+        total = frame_count(clip)
+        with tqdm(
+            total=total // args.every if total else None, unit="frame", desc=clip.name
+        ) as bar:
+            try:
+                result = predict_video(
+                    clip, predictor.predict_batch, out, palette=palette, class_names=names,
+                    overlay=args.overlay, alpha=args.alpha, frames_out=args.frames_out,
+                    selection=selection, batch_size=args.batch_size, progress=bar.update,
+                )  # fmt: skip
+            except VideoError as error:
+                failures.append(error)
+                continue
+        written.add(clip)
+        rows += [{"file": str(clip), **row} for row in result.area_rows]
+        print(f"{clip}: {result.frames} frames -> {', '.join(map(str, result.outputs))}")
+    return written, failures, rows

@@ -19,6 +19,9 @@ from PIL import Image
 from atrous.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image
 from atrous.files import atomic_write
 
+#: Clips ``atrous predict`` segments frame by frame (:mod:`atrous.infer.video`).
+VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"})
+
 LOGGER = logging.getLogger(__name__)
 
 # The name prediction and the web service have always called the reader.
@@ -65,7 +68,7 @@ def expand_inputs(inputs: Iterable[str | Path], *, require_images: bool = False)
             for child in sorted(path.iterdir()):
                 if not child.is_file():
                     continue
-                if child.suffix.lower() in IMAGE_SUFFIXES:
+                if child.suffix.lower() in IMAGE_SUFFIXES or child.suffix.lower() in VIDEO_SUFFIXES:
                     found[child] = None
                 else:
                     skipped.append(child.name)
