@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -524,6 +525,38 @@ async def segment(
     )
 
 
+async def segment_video(
+    request: Request,
+    format: Literal["overlay", "mask"] = Query(
+        "overlay",
+        description="overlay: H.264 MP4 of the colours over the frames; "
+        "mask: lossless FFV1 Matroska of the palette colours (class per pixel, exactly)",
+    ),
+) -> Response:
+    from atrous.serve import video
+
+    runtime = _runtime(request)
+    config = runtime.config
+    model = runtime.require_model()
+    deadline = time.monotonic() + config.request_timeout_s
+    data = await _receive_upload(request, config)
+    with video.scratch_folder() as scratch:
+        clip = Path(scratch) / "upload"
+        clip.write_bytes(data)
+        del data
+        cost_s = await asyncio.to_thread(video.admit_clip, model, config, clip)
+        job = Job(
+            execute=functools.partial(
+                video.segment_clip_job, model, clip, Path(scratch) / "out", format
+            ),
+            cost_s=cost_s,
+            deadline=deadline,
+        )
+        written = await runtime.run(job, request)  # the limiter raises a job's error
+        body = await asyncio.to_thread(written.read_bytes)
+    return Response(body, media_type=video.MEDIA_TYPES[format])
+
+
 def _remembered_image(model: ServedModel, query: ReceptiveFieldRequest) -> Any:
     """The uploaded image ``query.image_id`` names (None without one), size-checked."""
     if query.image_id is None:
@@ -689,6 +722,26 @@ ROUTES: tuple[Route, ...] = (
             "description": _SEGMENT_DOC,
             "response_class": Response,
             "responses": _SEGMENT_RESPONSES,
+            "openapi_extra": _SEGMENT_BODY,
+        },
+    ),
+    Route(
+        "POST",
+        "/v1/segment-video",
+        segment_video,
+        {
+            "tags": ["segmentation"],
+            "summary": "Segment an uploaded clip (the video extra)",
+            "description": "Send the clip as the raw body or as multipart field `file`. "
+            "Refused at once with 413 when longer than max_video_seconds or too costly "
+            "to finish within the request timeout.",
+            "response_class": Response,
+            "responses": {
+                200: {"content": {"video/mp4": {}, "video/x-matroska": {}}},
+                413: {"description": "clip too long, frames too large or too costly"},
+                415: {"description": "not a video"},
+                422: {"description": "a clip that ends early or cannot be decoded"},
+            },
             "openapi_extra": _SEGMENT_BODY,
         },
     ),

@@ -53,6 +53,8 @@ class ServeConfig:
             clicks on larger images are mapped onto a resized grid of that size.
         erf_samples: random inputs averaged for the effective receptive field when no
             uploaded image is named.
+        max_video_seconds: longest clip ``/v1/segment-video`` takes (its upload is also
+            bounded by ``max_upload_bytes`` and its cost by ``request_timeout_s``).
         shutdown_grace_s: on shutdown, how long in-flight requests may take to finish;
             queued work is dropped and the process exits soon after this bound.
         allowed_hosts: Host header values accepted (DNS-rebinding guard); empty means
@@ -79,6 +81,7 @@ class ServeConfig:
     retry_after_s: int = 1
     max_analysis_side: int = 128
     erf_samples: int = 4
+    max_video_seconds: float = 60.0
     shutdown_grace_s: float = 10.0
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
@@ -96,6 +99,7 @@ class ServeConfig:
             "retry_after_s",
             "max_analysis_side",
             "erf_samples",
+            "max_video_seconds",
         )
         for name in positive:
             value = getattr(self, name)
@@ -129,6 +133,7 @@ class ServeConfig:
             "max_queued_requests",
             "max_batch_size",
             "max_analysis_side",
+            "max_video_seconds",
         )
         return {name: getattr(self, name) for name in names}
 
