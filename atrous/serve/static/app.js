@@ -162,6 +162,41 @@ function renderLegend(classes) {
   }
 }
 
+async function segmentClip(file) {
+  showError("");
+  $("result").hidden = true;
+  $("rf").hidden = true;
+  const status = $("status");
+  status.textContent = "segmenting the clip…";
+  status.dataset.state = "working";
+  try {
+    const form = new FormData();
+    form.append("file", file);
+    const response = await fetch("/v1/segment-video?format=overlay", { method: "POST", body: form });
+    if (!response.ok) {
+      showError(`${response.status}: ${await errorText(response)}`);
+      $("clip").hidden = true;
+      return;
+    }
+    const player = $("clip-video");
+    if (player.src) URL.revokeObjectURL(player.src);
+    player.src = URL.createObjectURL(await response.blob());
+    $("clip").hidden = false;
+    player.play().catch(() => {});
+  } catch (error) {
+    showError(networkError(error) || String(error));
+  } finally {
+    status.textContent = "ready";
+    status.dataset.state = "ready";
+  }
+}
+
+function segmentAny(file) {
+  if (file.type.startsWith("video/")) return segmentClip(file);
+  $("clip").hidden = true;
+  return segment(file);
+}
+
 async function segment(file) {
   showError("");
   $("rf").hidden = true;
@@ -284,14 +319,14 @@ async function showReceptiveField(x, y) {
 
 function setup() {
   const input = $("file");
-  input.addEventListener("change", () => { if (input.files[0]) segment(input.files[0]); });
+  input.addEventListener("change", () => { if (input.files[0]) segmentAny(input.files[0]); });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (e.dataTransfer.files[0]) segment(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files[0]) segmentAny(e.dataTransfer.files[0]);
   });
   $("alpha").addEventListener("input", drawOverlay);
   $("view").addEventListener("click", (e) => {
