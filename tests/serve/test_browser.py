@@ -240,3 +240,23 @@ def test_rapid_clicks_keep_one_receptive_field_request(
         assert 'atrous_jobs_skipped_total{reason="client_gone"} 1' in metrics
         stats = page.inner_text("#rf-stats")
         assert "architecture only" in stats and "computed on this photo" in stats
+
+
+def test_a_dropped_clip_plays_its_overlay(page: object, server_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from tests.infer.test_video import write_clip
+
+    clip = tmp_path / "drive.mkv"
+    write_clip(clip, frames=10, size=(48, 64), fps=10)
+    page.goto(server_url + "/")
+    page.wait_for_selector("#status[data-state=ready]")
+    page.set_input_files("#file", {"name": "drive.mkv", "mimeType": "video/x-matroska",
+                                   "buffer": clip.read_bytes()})  # fmt: skip
+    page.wait_for_selector("#clip:not([hidden])")
+    page.wait_for_function("document.getElementById('clip-video').readyState >= 1")
+    size = page.evaluate(
+        "() => { const v = document.getElementById('clip-video');"
+        " return [v.videoWidth, v.videoHeight, v.duration]; }"
+    )
+    assert size[:2] == [64, 48] and size[2] == pytest.approx(1.0, abs=0.15)
+    assert page.locator("#result").is_hidden()
