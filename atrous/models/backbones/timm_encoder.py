@@ -45,7 +45,7 @@ def create_features(
         ValueError: timm does not know ``name`` or cannot build it as a feature extractor.
     """
     timm = _timm()
-    if name not in timm.list_models() and not timm.is_model(name):
+    if not timm.is_model(name):
         raise ValueError(f"timm has no model {name!r} (see timm.list_models())")
     options: dict[str, Any] = {"features_only": True, "output_stride": output_stride}
     if state_dict is not None:
