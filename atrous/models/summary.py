@@ -26,7 +26,7 @@ class ModelSummary:
     params: int
     macs: int
     output_stride: int
-    input_size: int
+    input_size: int | tuple[int, int]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,18 +36,20 @@ def summarize(
     name: str,
     *,
     num_classes: int = 21,
-    input_size: int = 512,
+    input_size: int | tuple[int, int] = 512,
     count_aux: bool = False,
     **options: Any,
 ) -> ModelSummary:
     """Parameters and MACs of ``build_model(name, num_classes=..., **options)``.
 
-    ``count_aux=True`` also runs the auxiliary head (training cost; torchvision's
-    published operation counts include it); by default only the inference path counts.
+    ``input_size`` is a square side or ``(height, width)``. ``count_aux=True`` also runs
+    the auxiliary head (training cost; torchvision's published operation counts include
+    it); by default only the inference path counts.
     """
+    height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
     with torch.device("meta"):
         model = build_model(name, num_classes=num_classes, **options).eval()
-        x = torch.empty(1, 3, input_size, input_size)
+        x = torch.empty(1, 3, height, width)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(x, return_aux=count_aux)
