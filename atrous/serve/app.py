@@ -628,6 +628,10 @@ async def page() -> FileResponse:
     return FileResponse(str(STATIC_DIR / "index.html"))
 
 
+async def favicon() -> FileResponse:
+    return FileResponse(str(STATIC_DIR / "favicon.svg"), media_type="image/svg+xml")
+
+
 @dataclass(frozen=True)
 class Route:
     """One endpoint: method, path, handler and FastAPI's route options (docs, schema)."""
@@ -759,6 +763,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/docs", docs, {"include_in_schema": False}),
     Route("GET", "/", page, {"include_in_schema": False}),
+    Route("GET", "/favicon.ico", favicon, {"include_in_schema": False}),
 )
 """Every endpoint of the service, in the order ``/docs`` lists them."""
 

@@ -260,3 +260,18 @@ def test_a_dropped_clip_plays_its_overlay(page: object, server_url: str, tmp_pat
     )
     assert size[:2] == [64, 48] and size[2] == pytest.approx(1.0, abs=0.15)
     assert page.locator("#result").is_hidden()
+
+
+def test_the_header_says_when_the_server_is_gone(page: object, model_dir: Path) -> None:
+    config = ServeConfig(model=str(model_dir), port=free_port(), max_analysis_side=48)
+    tab = page.context.browser.new_page()
+    try:
+        with live_server(config) as (url, _server):
+            tab.goto(url + "/")
+            tab.wait_for_selector("#status[data-state=ready]")
+            assert tab.evaluate("fetch('/favicon.ico').then(r => r.status)") == 200
+        # The server has stopped: within a few seconds the header says so.
+        tab.wait_for_selector("#status[data-state=offline]", timeout=8_000)
+        assert tab.inner_text("#status") == "server unreachable"
+    finally:
+        tab.close()

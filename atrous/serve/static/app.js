@@ -73,6 +73,33 @@ async function waitForModel() {
   $("limits").textContent = `Up to ${mb} MB and ${mp} megapixels.`;
   status.textContent = "ready";
   status.dataset.state = "ready";
+  watchHealth();
+}
+
+// Once ready, ask /healthz every 2 s: the header says "server unreachable" within a few
+// seconds of the server stopping, and "ready" again when it is back.
+function watchHealth() {
+  const status = $("status");
+  setInterval(async () => {
+    if (status.dataset.state === "working") return;
+    const job = new AbortController();
+    const timer = setTimeout(() => job.abort(), 1500);
+    let up = false;
+    try {
+      up = (await fetch("/healthz", { signal: job.signal, cache: "no-store" })).ok;
+    } catch (_) {
+      up = false;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!up && status.dataset.state !== "offline") {
+      status.textContent = "server unreachable";
+      status.dataset.state = "offline";
+    } else if (up && status.dataset.state === "offline") {
+      status.textContent = "ready";
+      status.dataset.state = "ready";
+    }
+  }, 2000);
 }
 
 function decodeLabels(dataUrl) {
@@ -200,6 +227,8 @@ function segmentAny(file) {
 async function segment(file) {
   showError("");
   $("rf").hidden = true;
+  $("result").hidden = true;  // never show the last image's result under a new upload
+  $("rf-title").textContent = "Receptive field";
   if (state.rfJob) state.rfJob.abort();
   if (state.segmentJob) state.segmentJob.abort();
   const job = new AbortController();
