@@ -119,3 +119,27 @@ def test_training_without_a_val_split_keeps_the_last_model(dataset: Path, tmp_pa
     assert rows and not any(key.startswith("val_") for row in rows for key in row)
     best = load_pretrained(out / "best")
     assert best.metadata["epoch"] == 2 and best.metadata["val_miou"] is None
+
+
+def test_the_cli_reference_lists_every_flag_of_every_command() -> None:
+    """docs/reference/cli.md prints each command's own --help; check it covers them all."""
+    import argparse
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    from atrous.cli import build_parser
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "cli.md").read_text()
+    block = re.findall(r'```python exec="on" markdown="1"\n(.*?)```\n', page, flags=re.S)[0]
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        exec(block, {})
+    text = output.getvalue()
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in action.choices.items():
+        assert f"## atrous {name}" in text, name
+        for flag in (s for a in sub._actions for s in a.option_strings):
+            assert flag in text, (name, flag)
