@@ -44,6 +44,8 @@ def atomic_write(
         if fsync:
             with open(temporary_path, "rb") as handle:
                 os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(temporary_path, 0o666 & ~_umask())
         os.replace(temporary_path, path)
     except BaseException as error:
         temporary_path.unlink(missing_ok=True)
@@ -57,6 +59,13 @@ def atomic_write(
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
     """:func:`atomic_write` of ``data``."""
     atomic_write(path, lambda temporary: temporary.write_bytes(data), fsync=fsync)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,10 @@ def test_atomic_write_keeps_the_old_file_and_names_the_target(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.bin"]
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
+    # The mode a plain open() gives under this umask, not mkstemp's private 0600.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_a_checkpoint_on_a_full_disk_keeps_the_previous_one(
