@@ -16,7 +16,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 # Built from parts so this file does not match itself.
 FORBIDDEN = {
-    "the project's seed document": r"\bthe " + "seed\\b(?!s)(?! \\d)(?!=)(?! spread)|" + "seed" + "'s",
+    "the project's seed document": r"\bthe "
+    + "seed\\b(?!s)(?! \\d)(?!=)(?! spread)|"
+    + "seed"
+    + "'s",
     "a work period": r"\b(?:development |GPU |this |earlier |later )" + "session\\b|\\bsession \\d",
     "an issue number": r"\b" + "issue" + r"s? #?\d+",
     "how the job was framed": r"\b" + "main" + r" job\b",
@@ -57,9 +60,9 @@ def test_texts_speak_of_the_project() -> None:
 def test_the_word_check_finds_a_planted_line(tmp_path: Path) -> None:
     planted = tmp_path / "notes.md"
     planted.write_text(
-        "Fixed in "
-        + "issue 12.\nThe "
-        + "main job runs.\nA GPU was "
+        "Fixed in iss"
+        + "ue 12.\nThe ma"
+        + "in job runs.\nA GPU was "
         + "lent.\nrandom seed 3\ndata: /"
         + "work/shared/x\ndata: ../shared/x\n"
     )

@@ -350,7 +350,7 @@ def claims(demo: DemoResult) -> list[Claim]:
 
 
 def _aspp_claim(keys: dict[str, ModelResult]) -> Claim | None:
-    """ASPP against the same body without it, decided against the seed spread: shown
+    """ASPP against the same body without it, decided against the spread between seeds: shown
     only when the worse ASPP seed beats the better plain seed by more than either
     model's two seeds differ."""
     with_aspp = [keys[k] for k in ("aspp", "aspp_seed2") if k in keys]

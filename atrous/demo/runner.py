@@ -59,7 +59,7 @@ def demo_models(width: int = 32) -> tuple[DemoModel, ...]:
 
     The three stacks share their parameter count and differ only in rates. The ASPP pair
     shares its body (no dilation): the only difference is the head, so what ASPP's
-    parallel dilated branches add is measured against the seed spread of that pair.
+    parallel dilated branches add is measured against the spread between that pair's seeds.
     """
     flat = {"rates": [1, 1, 1, 1], "width": width}
     aspp = {**flat, "aspp_rates": list(ASPP_RATES)}
