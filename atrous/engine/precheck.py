@@ -137,6 +137,12 @@ def check_splits(
     Raises:
         DataError: with ``policy="stop"``, every problem of every split, listed.
     """
+    if progress is None:
+        from tqdm.auto import tqdm
+
+        def progress(indices: Iterable[int]) -> Iterable[int]:
+            return tqdm(indices, desc="checking samples", unit="sample", leave=False, disable=None)
+
     found = {
         name: check_samples(dataset, progress=progress) for name, (dataset, _) in splits.items()
     }
