@@ -2,12 +2,12 @@
 
 The package is organised one idea of the field per sub-package:
 
-- :mod:`atrous.ops`: the dilated convolution itself and its layers.
-- :mod:`atrous.analysis`: receptive fields, coverage/gridding maps, the HDC rule.
-- :mod:`atrous.models`: dilated backbones, ASPP/DeepLab heads, the model registry.
-- :mod:`atrous.data`, :mod:`atrous.engine`: datasets, training and evaluation.
-- :mod:`atrous.infer`: prediction, export and the fast CPU path.
-- :mod:`atrous.serve`: the HTTP service.
+- ``atrous.ops``: the dilated convolution itself and its layers.
+- ``atrous.analysis``: receptive fields, coverage/gridding maps, the HDC rule.
+- ``atrous.models``: dilated backbones, ASPP/DeepLab heads, the model registry.
+- ``atrous.data``, ``atrous.engine``: datasets, training and evaluation.
+- ``atrous.infer``: prediction, export and the fast CPU path.
+- ``atrous.serve``: the HTTP service.
 """
 
 from __future__ import annotations

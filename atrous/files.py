@@ -1,7 +1,7 @@
 """Writing files so that a kill, a full disk or a read-only folder never leaves half a file.
 
 Every file atrous writes for the user to keep (checkpoints, saved models, masks) goes
-through :func:`atomic_write`: the data go to a temporary name in the same folder, then
+through ``atomic_write``: the data go to a temporary name in the same folder, then
 ``os.replace`` puts them in place, so a reader sees the old file or the new one, never
 part of one. When writing fails the temporary file is removed, the previous file is
 left as it was, and the error names the file the user asked for, with the system's
@@ -57,7 +57,7 @@ def atomic_write(
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
-    """:func:`atomic_write` of ``data``."""
+    """``atomic_write`` of ``data``."""
     atomic_write(path, lambda temporary: temporary.write_bytes(data), fsync=fsync)
 
 

@@ -73,3 +73,16 @@ def test_the_word_check_finds_a_planted_line(tmp_path: Path) -> None:
         "who lent a machine",
         "a path of the machine that measured",
     ]
+
+
+def test_docstrings_hold_no_sphinx_roles() -> None:
+    """mkdocstrings renders ``:class:`X``` as raw text on the API pages; write ``X``."""
+    package = REPO / "atrous"
+    role = re.compile(r":(class|func|meth|data|mod|attr|exc|obj):`")
+    found = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if role.search(line)
+    ]
+    assert found == []

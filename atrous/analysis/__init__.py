@@ -2,10 +2,10 @@
 the effective receptive field, with their plots.
 
 Reads the dilation schedule as the one value networks are built from
-(:class:`atrous.ops.DilationSchedule`): ``hdc_check(schedule)``,
+(``atrous.ops.DilationSchedule``): ``hdc_check(schedule)``,
 ``receptive_field_table(schedule)`` and ``check_stages(schedule, layout, output_stride)``
 need no network. Imports nothing from ``atrous.engine``, ``atrous.data`` or
-``atrous.serve``; torch is only needed for :func:`coverage_map` of a network and :func:`effective_receptive_field`.
+``atrous.serve``; torch is only needed for ``coverage_map`` of a network and ``effective_receptive_field``.
 """
 
 from atrous.analysis.coverage import (

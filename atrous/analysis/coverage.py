@@ -80,7 +80,7 @@ class CoverageMap:
         grid_period: that lattice spacing or period per axis (1 = none along the
             axis), or ``None`` when the holes are irregular.
         method: ``"collapsed"``, ``"full"`` or ``"chain"`` (analytic, see
-            :func:`chain_coverage`).
+            ``chain_coverage``).
     """
 
     counts: np.ndarray
@@ -322,7 +322,7 @@ def _needs_full(model: Any) -> bool:
 
 @dataclass(frozen=True)
 class CoverageRequest:
-    """One map to compute in :func:`coverage_maps`: which output, where, from which source."""
+    """One map to compute in ``coverage_maps``: which output, where, from which source."""
 
     output_index: Any = None
     source: str | None = None
@@ -411,7 +411,7 @@ def coverage_maps(
 ) -> list[CoverageMap]:
     """Several coverage maps from one linearised copy and one forward pass.
 
-    Same semantics as :func:`coverage_map` for every request; cheaper when one network
+    Same semantics as ``coverage_map`` for every request; cheaper when one network
     is analysed at several outputs or against several sources (a per-stage report).
     """
     if isinstance(input_size, int):
@@ -469,7 +469,7 @@ def coverage_map(
             true, but it hides the holes of the dilated branches, so ``"drop"`` zeroes it.
 
     Returns:
-        A :class:`CoverageMap` (counts in the source's spatial shape).
+        A ``CoverageMap`` (counts in the source's spatial shape).
     """
     location = None if location is None else tuple(int(v) for v in location)
     request = CoverageRequest(output_index=output_index, source=source, location=location)

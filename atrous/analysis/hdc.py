@@ -9,16 +9,16 @@ distance between two non-zero inputs seen by layer ``i``:
 and ask for ``M_2 <= K`` so that the first layer (rate ``r_1``, usually 1) fills the
 gaps; rates in a group should also share no common factor > 1. The M-rule is a
 sufficient-looking rule of thumb, not a proof: ``[2, 2, 2]`` satisfies it and still
-leaves holes. :func:`hdc_check` therefore also counts the holes exactly, from the path
-counts of the chain (:func:`atrous.analysis.coverage.chain_coverage`).
+leaves holes. ``hdc_check`` therefore also counts the holes exactly, from the path
+counts of the chain (``atrous.analysis.coverage.chain_coverage``).
 
 A chain of stride-1 convolutions is a convolution of kernels, which commutes, so the
 coverage depends only on the multiset of rates; the M-rule depends on their order.
 
-Both read a :class:`~atrous.ops.schedule.DilationSchedule` directly: ``hdc_check`` takes
+Both read a ``DilationSchedule`` directly: ``hdc_check`` takes
 one (its rates, kernel size and dimensions: a causal kernel-2 temporal stack is checked
-in 1-D) and :func:`check_stages` resolves one against a backbone's
-:class:`~atrous.ops.schedule.StageLayout` and checks every dilated stage, without
+in 1-D) and ``check_stages`` resolves one against a backbone's
+``StageLayout`` and checks every dilated stage, without
 building a network.
 """
 
@@ -36,7 +36,7 @@ from atrous.ops.schedule import DilationSchedule, StageLayout
 
 @dataclass(frozen=True)
 class HDCReport:
-    """Result of :func:`hdc_check`.
+    """Result of ``hdc_check``.
 
     Attributes:
         rates: the schedule, first layer first.
@@ -128,7 +128,7 @@ def schedule_rates(schedule: DilationSchedule) -> tuple[int, ...]:
 
     Raises:
         ValueError: for ``plain`` and ``multigrid``, whose rates depend on the output
-            stride: resolve them against a backbone (:func:`check_stages`).
+            stride: resolve them against a backbone (``check_stages``).
     """
     if schedule.rule in ("plain", "multigrid"):
         raise ValueError(
@@ -172,9 +172,9 @@ def _resolve_inputs(
     kernel_size: int | None,
     dims: int | None,
 ) -> tuple[Sequence[int], int, int, list[tuple[int, ...]] | None]:
-    """Rates, kernel size, dimensions and stage groups of :func:`hdc_check`'s arguments.
+    """Rates, kernel size, dimensions and stage groups of ``hdc_check``'s arguments.
 
-    A :class:`~atrous.ops.schedule.DilationSchedule` supplies its own kernel size and
+    A ``DilationSchedule`` supplies its own kernel size and
     ``ndim`` unless the caller overrides them, and an explicit multi-stage schedule keeps
     its stages so the M-rule can be applied to each one.
     """
@@ -242,14 +242,14 @@ def hdc_check(
 
     Args:
         rates: dilation rates, first layer first, or a
-            :class:`~atrous.ops.schedule.DilationSchedule` (see :func:`schedule_rates`;
+            ``DilationSchedule`` (see ``schedule_rates``;
             its kernel size and dimensions are used unless given here).
         kernel_size: ``K`` (default 3, or the schedule's).
         dims: dimensions of the convolutions (default 2, or the schedule's ``ndim``):
             1 for temporal stacks, 3 for volumes.
 
     Returns:
-        An :class:`HDCReport`; ``passes`` is the M-rule *and* no exact holes.
+        An ``HDCReport``; ``passes`` is the M-rule *and* no exact holes.
     """
     rates, kernel_size, dims, groups = _resolve_inputs(rates, kernel_size, dims)
     values = _check_rates(rates, kernel_size)
@@ -294,7 +294,7 @@ def hdc_check(
 
 @dataclass(frozen=True)
 class StageCheck:
-    """One stage of :func:`check_stages`.
+    """One stage of ``check_stages``.
 
     Attributes:
         name: stage name.
@@ -302,7 +302,7 @@ class StageCheck:
         output_stride: the stride of its output map.
         dilations: per-block rates.
         chain: rates of the stage's dilated convs in order (``convs_per_block`` each).
-        report: :func:`hdc_check` of ``chain`` on the map the stage reads, or ``None``
+        report: ``hdc_check`` of ``chain`` on the map the stage reads, or ``None``
             for a stage that strides or does not dilate. Exact with shortcuts too:
             every kernel includes its centre tap, so a shortcut reaches a subset of
             what the main path reaches.
@@ -358,8 +358,8 @@ def check_stages(
 
 @dataclass(frozen=True)
 class DesignedSchedule:
-    """A hole-free schedule found by :func:`design_schedules` (a search result; the
-    schedule a network is built from is :class:`~atrous.ops.schedule.DilationSchedule`).
+    """A hole-free schedule found by ``design_schedules`` (a search result; the
+    schedule a network is built from is ``DilationSchedule``).
 
     Attributes:
         rates: rates in the order to build them (ascending, the order HDC uses).
@@ -391,7 +391,7 @@ class DesignedSchedule:
         return self.receptive_field
 
     def to_schedule(self) -> DilationSchedule:
-        """The :class:`~atrous.ops.schedule.DilationSchedule` to build these rates with."""
+        """The ``DilationSchedule`` to build these rates with."""
         return DilationSchedule.explicit(self.rates, kernel_size=self.kernel_size)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """Per-stage receptive fields and holes of a built segmentation model.
 
-Works on any model shaped like :class:`atrous.models.Segmentor` (duck-typed, nothing is
+Works on any model shaped like ``atrous.models.Segmentor`` (duck-typed, nothing is
 imported from the model zoo): ``model.backbone(x)`` returns ``{stage: feature_map}``,
 ``model.backbone.feature_info`` lists each stage's ``name``, ``stride``, ``dilation``
-(per block) and ``convs`` (main-path :class:`~atrous.ops.schedule.ConvGeometry`), and
+(per block) and ``convs`` (main-path ``ConvGeometry``), and
 ``model.classifier`` reads the maps named in ``model.head_inputs``.
 
 Gridding is a property of the grid a dilated stage reads: at the image, every feature
@@ -27,7 +27,7 @@ from atrous.ops.schedule import ConvGeometry
 
 @dataclass(frozen=True)
 class StageRow:
-    """One row of :func:`stage_report`.
+    """One row of ``stage_report``.
 
     Attributes:
         name: stage name (``"head"`` for the classifier).
@@ -112,7 +112,7 @@ def _undilated_bases(infos: Sequence[Any]) -> list[str | None]:
 def _coverage_requests(
     infos: Sequence[Any], bases: Sequence[str | None], head_source: str
 ) -> list[CoverageRequest]:
-    """Every coverage map of the report, in the order :func:`_backbone_rows` reads them.
+    """Every coverage map of the report, in the order ``_backbone_rows`` reads them.
 
     Per stage: at the image, on the previous stage's map (all but the first), on its
     base (when it has one); then the head at the image and on ``head_source``.
@@ -134,7 +134,7 @@ def _coverage_requests(
 def _backbone_rows(
     infos: Sequence[Any], bases: Sequence[str | None], maps: Iterator[CoverageMap]
 ) -> list[StageRow]:
-    """One :class:`StageRow` per backbone stage, consuming that stage's maps from ``maps``.
+    """One ``StageRow`` per backbone stage, consuming that stage's maps from ``maps``.
 
     The theoretical receptive field accumulates the main-path convs of every stage so far.
     """

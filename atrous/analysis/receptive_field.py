@@ -11,7 +11,7 @@ dilated kernel spans ``k_eff = r (k - 1) + 1`` samples of its input, so with
 with ``size_0 = 1``, ``jump_0 = 1``, ``start_0 = 0`` (pixel-index coordinates: the first
 output's receptive field is centred on input pixel ``start``). This is the box that
 *could* be reached; whether every pixel inside it is actually reached (gridding) is
-what :func:`atrous.analysis.coverage_map` answers.
+what ``atrous.analysis.coverage_map`` answers.
 
 A causal layer (temporal networks) pads only on the left, ``p = r (K - 1)``, so the
 first output's field ends at input sample 0: ``start = -(size - 1) / 2``.
@@ -51,7 +51,7 @@ LayerLike = ConvGeometry | Mapping[str, Any] | Sequence[Any]
 
 
 def as_layer(spec: LayerLike) -> ConvGeometry:
-    """Accept a :class:`ConvGeometry`, a dict of its fields, or a tuple.
+    """Accept a ``ConvGeometry``, a dict of its fields, or a tuple.
 
     Tuples read ``(kernel_size, stride, dilation, padding)`` with trailing fields
     optional, or the same preceded by the kind: ``("pool", 2, 2)``.
@@ -75,13 +75,13 @@ def receptive_field_table(layers: Iterable[LayerLike] | DilationSchedule) -> lis
     """Receptive field size, jump and start after every layer of a chain.
 
     Args:
-        layers: the chain, first layer first (see :func:`as_layer` for accepted forms),
-            or a :class:`~atrous.ops.schedule.DilationSchedule`, read as its
-            :meth:`~atrous.ops.schedule.DilationSchedule.layers` (every rate in build
+        layers: the chain, first layer first (see ``as_layer`` for accepted forms),
+            or a ``DilationSchedule``, read as its
+            ``layers`` (every rate in build
             order, with its kernel size and causal padding).
 
     Returns:
-        One :class:`RFRow` per layer.
+        One ``RFRow`` per layer.
     """
     if isinstance(layers, DilationSchedule):
         layers = layers.layers()
@@ -118,7 +118,7 @@ def context_module_layers(
 ) -> list[ConvGeometry]:
     """The context module of Yu & Koltun (2016, arXiv:1511.07122) followed by its final 1x1.
 
-    The default rates are :data:`atrous.ops.schedule.CONTEXT_MODULE`, the schedule the
+    The default rates are ``atrous.ops.schedule.CONTEXT_MODULE``, the schedule the
     module in ``atrous.models.heads.context`` is built from; the receptive fields are
     3, 5, 9, 17, 33, 65, 67, 67.
     """

@@ -11,7 +11,7 @@ from typing import Any
 
 
 def parse_rates(text: str) -> list[int]:
-    """``--rates 1,2,5``: :func:`atrous.ops.schedule.parse_rates` as an argparse type."""
+    """``--rates 1,2,5``: ``atrous.ops.schedule.parse_rates`` as an argparse type."""
     from atrous.ops.schedule import parse_rates as read_rates
 
     try:
@@ -26,7 +26,7 @@ def parse_ints(text: str) -> list[int]:
 
 
 def parse_schedule(text: str) -> Any:
-    """A :class:`~atrous.ops.schedule.DilationSchedule` from the command line.
+    """A ``DilationSchedule`` from the command line.
 
     ``plain``, ``multigrid[:1,2,4]``, ``hdc[:1,2,5]``, or JSON (``'{"layer4": [2, 3]}'``,
     or the dict form a model config stores).

@@ -1,7 +1,7 @@
 """``atrous eval --model NAME|DIR --data.root ROOT --data.format camvid --split val``.
 
 On CamVid, ``--split`` also takes split expressions over the frame names
-(:mod:`atrous.data.splits`): ``--split drive:0006R0`` scores drive 0006R0, pooled from
+(``atrous.data.splits``): ``--split drive:0006R0`` scores drive 0006R0, pooled from
 every split on disk, a street that a model trained on ``train+val-drive:0006R0`` never
 saw. When the model's saved config names its training split, frames it trained on are
 counted and reported, so a training score is never mistaken for a validation score.

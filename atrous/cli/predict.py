@@ -143,7 +143,7 @@ def _predict_files(
     names and palette come from ``metadata_model``, else from the first mask.
 
     Returns:
-        The files written, the :class:`~atrous.infer.ImageError` of every skipped one,
+        The files written, the ``ImageError`` of every skipped one,
         and the per-class area rows (filled only with ``--csv``).
     """
     import logging

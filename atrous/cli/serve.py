@@ -1,6 +1,6 @@
 """``atrous serve``: the HTTP service and web page (needs the ``serve`` extra).
 
-The flags are generated from the fields of :class:`~atrous.serve.config.ServeConfig`:
+The flags are generated from the fields of ``ServeConfig``:
 name (``max_queued_requests`` -> ``--max-queued-requests``), type, default, and the help
 text of each attribute in its docstring. A new setting is added to the dataclass only.
 """

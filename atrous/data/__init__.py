@@ -1,14 +1,14 @@
 """Datasets, joint image+mask transforms and dataset validation.
 
-- :mod:`atrous.data.datasets`: :class:`FolderDataset`, :class:`CamVidDataset`,
-  :class:`VOCSegmentation`, :class:`Cityscapes`, :func:`build_dataset`.
-- :mod:`atrous.data.splits`: split expressions by drive and by time (``drive:0006R0``,
-  ``train+val-drive:0006R0``); :func:`camvid_drives`, :func:`camvid_drive_folds`.
-- :mod:`atrous.data.transforms`: seeded joint transforms (scale, crop, flip, jitter).
-- :mod:`atrous.data.validate`: :func:`check_dataset` and median frequency weights.
-- :mod:`atrous.data.io`: reading files with errors naming file, value and expectation;
-  :func:`read_image` is the package's one image reader.
-- :mod:`atrous.data.layout`: :func:`detect_format`, the dataset layout of a folder.
+- ``atrous.data.datasets``: ``FolderDataset``, ``CamVidDataset``,
+  ``VOCSegmentation``, ``Cityscapes``, ``build_dataset``.
+- ``atrous.data.splits``: split expressions by drive and by time (``drive:0006R0``,
+  ``train+val-drive:0006R0``); ``camvid_drives``, ``camvid_drive_folds``.
+- ``atrous.data.transforms``: seeded joint transforms (scale, crop, flip, jitter).
+- ``atrous.data.validate``: ``check_dataset`` and median frequency weights.
+- ``atrous.data.io``: reading files with errors naming file, value and expectation;
+  ``read_image`` is the package's one image reader.
+- ``atrous.data.layout``: ``detect_format``, the dataset layout of a folder.
 """
 
 from atrous.data.datasets import (

@@ -1,14 +1,14 @@
 """Segmentation datasets: a generic folder layout, CamVid, Pascal VOC 2012 and Cityscapes.
 
-All of them are :class:`SegmentationDataset`: a list of ``(image, mask)`` file pairs,
+All of them are ``SegmentationDataset``: a list of ``(image, mask)`` file pairs,
 class names, a palette, and a lookup table from raw mask values to training labels
 (CamVid's 11 = void and Cityscapes' 34 label ids become the ignore index 255). Any raw
-value the table does not cover is a :class:`~atrous.data.io.DataError`, never a
+value the table does not cover is a ``DataError``, never a
 silently dropped pixel.
 
 ``dataset[i]`` returns ``(image, mask)``: a normalised float ``(3, H, W)`` tensor and an
 int64 ``(H, W)`` tensor. Augmentation is a deterministic function of
-``(seed, epoch, index)`` (see :meth:`SegmentationDataset.set_epoch`), which is what
+``(seed, epoch, index)`` (see ``SegmentationDataset.set_epoch``), which is what
 lets ``atrous train --resume`` replay a run exactly.
 
 Folder dataset layout (what ``atrous.data.synthetic.generate`` writes)::
@@ -236,7 +236,7 @@ class CamVidDataset(SegmentationDataset):
 
     ``split`` is a split name (``train``, ``val``) or a split expression over the frame
     names (``drive:0006R0``, ``train+val-drive:0006R0``, ``frames:0016E5:7000..``; see
-    :mod:`atrous.data.splits`): SegNet's val shares a drive with train, so it cannot
+    ``atrous.data.splits``): SegNet's val shares a drive with train, so it cannot
     tell how a model does on a street it has never seen, and a held-out drive can.
     """
 

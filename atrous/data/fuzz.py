@@ -21,7 +21,7 @@ MUTATIONS = ("flip", "truncate", "header", "field", "insert", "delete", "splice"
 
 
 def base_files(size: tuple[int, int] = (12, 16), seed: int = 0) -> dict[str, bytes]:
-    """One small RGB image per format of :data:`FORMATS`, encoded by Pillow."""
+    """One small RGB image per format of ``FORMATS``, encoded by Pillow."""
     rng = np.random.default_rng(seed)
     image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
     files = {}
@@ -33,7 +33,7 @@ def base_files(size: tuple[int, int] = (12, 16), seed: int = 0) -> dict[str, byt
 
 
 def mutate(data: bytes, kind: str, rng: random.Random) -> bytes:
-    """``data`` changed by one mutation ``kind`` of :data:`MUTATIONS`, positions from ``rng``."""
+    """``data`` changed by one mutation ``kind`` of ``MUTATIONS``, positions from ``rng``."""
     out = bytearray(data)
     if not out:
         return bytes(out)

@@ -1,13 +1,13 @@
 """Reading images and label masks, refusing bad data with errors a user can act on.
 
-:func:`read_image` is the one image reader of the package (datasets, ``atrous predict``
+``read_image`` is the one image reader of the package (datasets, ``atrous predict``
 and the web service), so its rules (bomb guard, EXIF orientation, 16-bit scaling, the
 accepted suffixes) hold everywhere.
 
 Every check here exists because the failure it catches is otherwise silent: a mask of a
 different size gets resized by someone's transform, a label 12 in an 11-class dataset
 is dropped from the metric, an RGB colour mask is read as three channels of nonsense.
-Each :class:`DataError` names the file, the value found and the value expected.
+Each ``DataError`` names the file, the value found and the value expected.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def read_image(
 
     Raises:
         ImageError: missing file, not an image, truncated/corrupt data, an unsupported
-            pixel format, or more than ``max_pixels`` pixels (see :attr:`ImageError.kind`).
+            pixel format, or more than ``max_pixels`` pixels (see ``ImageError.kind``).
     """
     if isinstance(source, bytes):
         label: str | Path = name or "<bytes>"
@@ -236,7 +236,7 @@ def read_raw_mask(path: str | Path) -> np.ndarray:
     Palette (mode P) masks give their palette indices, which is what Pascal VOC stores.
     An RGB(A) mask whose channels are all equal is accepted as grey; a colour mask is an
     error, because colours are not class indices and guessing the mapping hides mistakes.
-    EXIF orientation is applied, as :func:`read_image` applies it to the image.
+    EXIF orientation is applied, as ``read_image`` applies it to the image.
     """
     path = Path(path)
     try:
@@ -279,7 +279,7 @@ def identity_label_map(num_classes: int, ignore_index: int) -> np.ndarray:
 def apply_label_map(
     raw: np.ndarray, label_map: np.ndarray, path: str | Path, num_classes: int, ignore_index: int
 ) -> np.ndarray:
-    """Map raw mask values through ``label_map``; any unmapped value is a :class:`DataError`."""
+    """Map raw mask values through ``label_map``; any unmapped value is a ``DataError``."""
     if raw.size and (raw.min() < 0 or raw.max() >= len(label_map)):
         bad = np.unique(raw[(raw < 0) | (raw >= len(label_map))])
         raise DataError(_bad_values_message(path, bad, num_classes, ignore_index))

@@ -14,7 +14,7 @@ _MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def detect_format(root: str | Path) -> str:
-    """The dataset format of ``root`` (a name :func:`atrous.data.build_dataset` takes).
+    """The dataset format of ``root`` (a name ``atrous.data.build_dataset`` takes).
 
     Recognised by the marker each layout is documented with: ``classes.json`` (folder),
     ``trainannot/`` or ``valannot/`` (CamVid, SegNet layout), ``gtFine/`` (Cityscapes),

@@ -52,7 +52,7 @@ SPLIT_SYNTAX = (
 class SplitError(DataError):
     """A split spec is malformed or selects nothing; the message says what is valid.
 
-    A :class:`~atrous.data.io.DataError` (hence a ``ValueError``), so every command that
+    A ``DataError`` (hence a ``ValueError``), so every command that
     reports bad data reports a bad split the same way.
     """
 
@@ -229,7 +229,7 @@ class DriveSummary:
 
 
 def summarize_drives(pool: Mapping[str, Sequence[Sample]]) -> list[DriveSummary]:
-    """One :class:`DriveSummary` per drive of the pool, sorted by drive name."""
+    """One ``DriveSummary`` per drive of the pool, sorted by drive name."""
     by_drive: dict[str, list[tuple[str, int]]] = {}
     for split, samples in pool.items():
         for sample in samples:

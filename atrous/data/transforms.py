@@ -163,7 +163,7 @@ def eval_transforms() -> Compose:
 
 
 def denormalize(image: Tensor) -> Tensor:
-    """Undo :class:`Normalize` (for visualisation): back to [0, 1] RGB."""
+    """Undo ``Normalize`` (for visualisation): back to [0, 1] RGB."""
     mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(-1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=image.device).view(-1, 3, 1, 1)
     out = image * std.squeeze(0) + mean.squeeze(0) if image.dim() == 3 else image * std + mean

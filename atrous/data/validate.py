@@ -17,7 +17,7 @@ from atrous.data.io import DataError
 
 @dataclass
 class DatasetReport:
-    """Outcome of :func:`check_dataset`.
+    """Outcome of ``check_dataset``.
 
     Attributes:
         num_samples: pairs scanned.

@@ -1,8 +1,8 @@
 """The demo: ``atrous demo`` shows dilation, gridding and HDC on a real training run.
 
-:func:`run_demo` generates the synthetic context dataset (:mod:`atrous.data.synthetic`),
-trains four models with one budget through :mod:`atrous.engine`, measures them with
-:mod:`atrous.analysis` and writes ``report.html``/``report.md`` (:mod:`atrous.demo.report`).
+``run_demo`` generates the synthetic context dataset (``atrous.data.synthetic``),
+trains four models with one budget through ``atrous.engine``, measures them with
+``atrous.analysis`` and writes ``report.html``/``report.md`` (``atrous.demo.report``).
 """
 
 from atrous.demo.runner import (

@@ -1,4 +1,4 @@
-"""What a demo run is given (:class:`DemoSettings`) and what it produces.
+"""What a demo run is given (``DemoSettings``) and what it produces.
 
 The runner fills these and the report reads them; both import this module, which
 imports neither, so the two form no circle.
@@ -31,7 +31,7 @@ class DemoSettings:
             then the fastest of ``timed_steps`` steps is taken.
         batch_size, lr: the shared optimiser settings (AdamW, poly decay).
         width: channels of the stacks and of the ASPP head.
-        models: keys of :func:`demo_models` to run (default all six: three stacks, the
+        models: keys of ``demo_models`` to run (default all six: three stacks, the
             ASPP model, and a second seed of the undilated and ASPP models).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         erf_samples: random inputs averaged for each ERF.
@@ -91,7 +91,7 @@ class ModelResult:
 
 @dataclass
 class DemoResult:
-    """What :func:`run_demo` wrote; ``rows`` in the order the models ran."""
+    """What ``run_demo`` wrote; ``rows`` in the order the models ran."""
 
     out_dir: Path
     settings: DemoSettings

@@ -1,7 +1,7 @@
 """Run the demo: generate the context dataset, train four models from disk, analyse them.
 
 Every model gets the same training budget (epochs, batch size, optimiser, schedule,
-seed) through :func:`atrous.engine.train`; the three plain stacks also have the same
+seed) through ``atrous.engine.train``; the three plain stacks also have the same
 parameter count, so they differ only in their dilation rates.
 """
 
@@ -224,7 +224,7 @@ def choose_epochs(
 
     About 70% of ``minutes`` goes to training; the rest is evaluation, analysis and the
     report. Every model gets the same count, so the budget stays equal. Steps are timed
-    warm (see :func:`time_step`); ``clock`` is there for tests, which must not depend on
+    warm (see ``time_step``); ``clock`` is there for tests, which must not depend on
     the speed of the machine they run on.
     """
     if settings.epochs is not None:
@@ -323,7 +323,7 @@ def _train_and_analyse(
     """Train one model with the shared budget, evaluate it on ``val_set`` and analyse it.
 
     Returns:
-        Its table row, the trained model, and the :func:`_analyse` result (figures, maps).
+        Its table row, the trained model, and the ``_analyse`` result (figures, maps).
 
     Raises:
         DemoInterrupted: training stopped before the budget was spent.

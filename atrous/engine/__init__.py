@@ -1,14 +1,14 @@
 """Training, evaluation, metrics and checkpoints.
 
-- :class:`Config` and :func:`load_config`: frozen dataclasses + YAML + ``a.b=c`` overrides.
-- :func:`train`: the training loop (CPU, CUDA with AMP, torchrun DDP), exact resume.
+- ``Config`` and ``load_config``: frozen dataclasses + YAML + ``a.b=c`` overrides.
+- ``train``: the training loop (CPU, CUDA with AMP, torchrun DDP), exact resume.
   Its parts: ``build`` (set-up), ``state`` (what a checkpoint holds), ``trainer`` (step,
   epoch, evaluation, checkpoint, stop signals), ``run_log`` (metrics.jsonl, progress,
   TensorBoard), ``budget`` (time budget and the schedule plan), ``precision`` (autocast
   and the CPU bfloat16 decision), ``best`` (the best/ folder), ``validate`` (config
   values, model options built on the meta device).
-- :func:`evaluate`: whole / sliding-window / multi-scale+flip evaluation -> :class:`EvalResult`.
-- :mod:`atrous.engine.metrics`: :class:`ConfusionMatrix`, :func:`boundary_f1`.
+- ``evaluate``: whole / sliding-window / multi-scale+flip evaluation -> ``EvalResult``.
+- ``atrous.engine.metrics``: ``ConfusionMatrix``, ``boundary_f1``.
 """
 
 from atrous.engine.config import (

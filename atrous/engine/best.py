@@ -3,8 +3,8 @@
 ``best/`` is a ``save_pretrained`` folder. Replacing it takes three steps: write the new
 model to ``best.tmp/``, rename ``best/`` to ``best.old/``, rename ``best.tmp/`` to
 ``best/`` (then delete ``best.old/``). A kill between the two renames leaves no
-``best/`` but two complete folders; :func:`recover_best` (run at every training start)
-puts the newer one back, and :func:`explain_missing_best` tells ``atrous eval`` users
+``best/`` but two complete folders; ``recover_best`` (run at every training start)
+puts the newer one back, and ``explain_missing_best`` tells ``atrous eval`` users
 what happened when they look before that.
 """
 
@@ -47,7 +47,7 @@ def save_best(model: nn.Module, best_dir: Path, metadata: dict[str, Any]) -> Non
 
 
 def recover_best(best_dir: Path) -> str | None:
-    """Undo what a kill inside :func:`save_best` left; returns what was done, if anything.
+    """Undo what a kill inside ``save_best`` left; returns what was done, if anything.
 
     ``best/`` missing: the newer complete folder (``best.tmp/``, else ``best.old/``)
     becomes ``best/``. Then leftovers (a half-written ``best.tmp/``, a ``best.old/``

@@ -6,11 +6,11 @@ the poly schedule is (a slower machine stops it before the learning rate has dec
 A ``--resume`` starts a fresh budget.
 
 With ``schedule.fit_to_budget: true`` the budget shapes the schedule instead: after a
-few timed steps (the first :data:`WARMUP_STEPS` of the process, which pay for start-up
+few timed steps (the first ``WARMUP_STEPS`` of the process, which pay for start-up
 and compilation, are not timed) the run plans how many of the configured ``epochs``
 fit, and the poly schedule spans that many. The plan is redone at every epoch's end
 from the measured step time, evaluation time and per-epoch overhead (checkpoints), so
-the run ends with a finished schedule inside :data:`SAFETY` of the budget; it never
+the run ends with a finished schedule inside ``SAFETY`` of the budget; it never
 plans more than ``epochs``. The plan and the time spent travel in the checkpoint: a
 ``--resume`` continues the same plan and the same budget (raise ``max_minutes`` to give
 it more), and the hard stop remains as a backstop.
@@ -115,7 +115,7 @@ class TimeBudget:
         self._eval_since_step = 0.0
 
     def restore(self, state: dict[str, Any] | None) -> None:
-        """Continue the plan and the spending stored by :meth:`state` in a checkpoint."""
+        """Continue the plan and the spending stored by ``state`` in a checkpoint."""
         if state and self.fit:
             self.epochs = min(int(state["epochs"]), self.configured_epochs)
             self.spent_before_s = float(state["spent_s"])
@@ -145,7 +145,7 @@ class TimeBudget:
         self._started = self._last = self._read_clock()
 
     def elapsed(self) -> float:
-        """Seconds from :meth:`start` to the latest event (the clock is read only at events)."""
+        """Seconds from ``start`` to the latest event (the clock is read only at events)."""
         return self._now - self._started
 
     def out_of_time(self) -> bool:

@@ -1,9 +1,9 @@
 """Set-up of a training run: datasets, model, optimiser, loss, precision, data loader.
 
-:func:`build_run` makes everything a run needs before a checkpoint is restored into it;
-:func:`wrap_for_training` adds what must come after (DDP copies rank 0's weights when
+``build_run`` makes everything a run needs before a checkpoint is restored into it;
+``wrap_for_training`` adds what must come after (DDP copies rank 0's weights when
 it wraps the model, so the restored ones have to be in place; the loader starts its
-workers). The loop itself is in :mod:`atrous.engine.trainer`.
+workers). The loop itself is in ``atrous.engine.trainer``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunPaths:
-    """What a run folder holds (see :mod:`atrous.engine.trainer`)."""
+    """What a run folder holds (see ``atrous.engine.trainer``)."""
 
     out_dir: Path
 
@@ -49,7 +49,7 @@ class RunPaths:
 
 @dataclass
 class Run:
-    """Everything a training run is made of, built once by :func:`build_run`."""
+    """Everything a training run is made of, built once by ``build_run``."""
 
     config: Config
     dist_info: DistInfo
@@ -131,7 +131,7 @@ def check_data(
     out_dir: Path | None,
 ) -> None:
     """Every sample of the splits in use, read before the first step (see
-    :mod:`atrous.engine.precheck`): all problems at once, or the bad ones skipped."""
+    ``atrous.engine.precheck``): all problems at once, or the bad ones skipped."""
     from atrous.engine.precheck import check_splits
 
     splits = {"train": (train_set, config.data.train_split)}

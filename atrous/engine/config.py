@@ -1,6 +1,6 @@
 """Training configuration: frozen dataclasses, YAML files, dotted command-line overrides.
 
-YAML is only the serialisation of :class:`Config`; every field has a type and a
+YAML is only the serialisation of ``Config``; every field has a type and a
 default, so a typo (``optim.lr=O.01``, ``optim.learning_rate=...``) is an error that
 lists the valid choices instead of a silently ignored key::
 
@@ -145,7 +145,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a :class:`Config` from a nested dict plus dotted overrides, type-checked."""
+    """Build a ``Config`` from a nested dict plus dotted overrides, type-checked."""
     merged = dict(values or {})
     for text in overrides:
         keys, value = parse_override(text)
@@ -228,7 +228,7 @@ def replace(config: Config, overrides: list[str] | tuple[str, ...]) -> Config:
 
 def config_keys() -> list[tuple[str, str, Any]]:
     """Every dotted key ``--set`` accepts, with its type and default, read from the
-    dataclasses of :mod:`atrous.engine.schema` so the list cannot drift from what :func:`load_config` checks.
+    dataclasses of ``atrous.engine.schema`` so the list cannot drift from what ``load_config`` checks.
 
     ``model.options.*`` keys are the chosen builder's keyword arguments (see
     ``help(atrous.models.<name>)``), so they are listed as one ``model.options`` entry.

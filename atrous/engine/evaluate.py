@@ -1,9 +1,9 @@
 """Evaluate a model on a dataset: whole image, sliding window, or multi-scale + flip.
 
-``evaluate(model, dataset, num_classes=11)`` returns an :class:`EvalResult`, a
+``evaluate(model, dataset, num_classes=11)`` returns an ``EvalResult``, a
 dict-like of metrics (``result["miou"]``) with a per-class table; ``result.table()``
 is the terminal view and ``result.to_dict()`` the JSON one. Inputs are batches of
-normalised images as the datasets in :mod:`atrous.data` yield them.
+normalised images as the datasets in ``atrous.data`` yield them.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def make_predictor(
     overlap: float = 0.33,
     scales: Sequence[float] = (0.75, 1.0, 1.25),
 ) -> Predictor:
-    """The :class:`atrous.infer.Predictor` for an evaluation mode.
+    """The ``atrous.infer.Predictor`` for an evaluation mode.
 
     The modes are the predictor's, so evaluation scores exactly what ``atrous predict``
     produces: ``"slide"`` averages the logits of overlapping ``window`` tiles (memory
@@ -64,7 +64,7 @@ def predict_batch(
     overlap: float = 0.33,
     scales: Sequence[float] = (0.75, 1.0, 1.25),
 ) -> Tensor:
-    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``; see :func:`make_predictor`."""
+    """Label maps ``(N, H, W)`` for a normalised batch ``(N, 3, H, W)``; see ``make_predictor``."""
     predictor = make_predictor(
         model, x.device, mode=mode, window=window, overlap=overlap, scales=scales
     )

@@ -7,7 +7,7 @@ start-up (import, dataset copy, first prefetch) dominated the epoch.
 Persistent workers hold their own copy of the dataset, made when they start, so the
 usual ``dataset.set_epoch(epoch)`` in the main process no longer reaches them. Here the
 epoch travels with every index instead: the sampler yields ``(epoch, index)`` pairs and
-:class:`EpochDataset` selects the augmentation stream of that epoch before loading the
+``EpochDataset`` selects the augmentation stream of that epoch before loading the
 sample. A sample is therefore still a pure function of ``(seed, epoch, index)``, wherever
 and in whichever worker it is loaded, which is what exact resume needs.
 """
@@ -54,7 +54,7 @@ class EpochDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 class EpochSampler(Sampler[tuple[int, int]]):
     """This process's share of one epoch, as ``(epoch, index)`` pairs, minus a resumed prefix.
 
-    :meth:`start` selects the epoch before each pass over the loader. The order comes from
+    ``start`` selects the epoch before each pass over the loader. The order comes from
     a ``DistributedSampler`` seeded with ``seed + epoch`` (one process is world size 1),
     and only the ``batches`` full batches the epoch will use are yielded, so persistent
     workers never prefetch samples that an ``iters_per_epoch`` cap throws away.
@@ -88,7 +88,7 @@ def build_train_loader(
     persistent_workers: bool,
     prefetch_factor: int | None,
 ) -> tuple[DataLoader, EpochSampler]:
-    """The run's training loader and the sampler to :meth:`EpochSampler.start` each epoch."""
+    """The run's training loader and the sampler to ``EpochSampler.start`` each epoch."""
     epoch_sampler = EpochSampler(sampler, batch_size)
     options: dict[str, Any] = {}
     if num_workers > 0:

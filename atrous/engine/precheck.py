@@ -1,7 +1,7 @@
 """Check every sample before the first training step: a bad file is found in seconds,
 not hours into a run.
 
-:func:`check_samples` reads each image and mask of a split with the dataset's own
+``check_samples`` reads each image and mask of a split with the dataset's own
 reader (decode, size match, label values), all of them, and returns every problem at
 once. Samples that passed are remembered by path, size and modification time (with the
 dataset's class count and ignore index) in a small JSON cache, so a second start on the

@@ -11,7 +11,7 @@ faster than float32. Having bfloat16 instructions is not enough:
 
 So AMX decides yes, no bfloat16 instructions decide no, and AVX512-BF16 alone is settled
 by a short timed probe (a channels_last convolution's forward and backward in each
-dtype). :func:`decide_cpu_bf16` returns the decision with its reason for the log; its
+dtype). ``decide_cpu_bf16`` returns the decision with its reason for the log; its
 inputs (CPU flags, probe) can be injected, so the rule is tested without such a CPU.
 """
 
@@ -70,7 +70,7 @@ def cpu_has_native_bf16(flags: Iterable[str] | None = None) -> bool:
     """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX).
 
     A hardware fact, not the decision to autocast: AVX512-BF16 without AMX can be
-    slower than float32, see :func:`decide_cpu_bf16`. Without either, bfloat16 is
+    slower than float32, see ``decide_cpu_bf16``. Without either, bfloat16 is
     emulated and always slower.
     """
     found = _flags_or_torch(flags)
@@ -153,7 +153,7 @@ def autocast_dtype(
     """The autocast dtype ``train.amp`` asks for on ``device``, or ``None`` for float32.
 
     CUDA: float16 or bfloat16. CPU: bfloat16 only when ``cpu_amp`` opts in,
-    ``amp == "bf16"`` and :func:`decide_cpu_bf16` (``decide``, for tests) finds it
+    ``amp == "bf16"`` and ``decide_cpu_bf16`` (``decide``, for tests) finds it
     faster here. Opt-in because it changes the results of CPU runs.
     """
     if amp == "none":

@@ -1,7 +1,7 @@
 """The training configuration's types: one frozen dataclass per section, and its error.
 
-:mod:`atrous.engine.config` reads and writes them (YAML, dotted overrides) and
-:mod:`atrous.engine.validate` checks their values; both import this module, and it
+``atrous.engine.config`` reads and writes them (YAML, dotted overrides) and
+``atrous.engine.validate`` checks their values; both import this module, and it
 imports neither, so the three form no circle.
 """
 
@@ -19,7 +19,7 @@ class ModelConfig:
     to start from; its architecture is used and ``name``/``options`` are ignored.
 
     ``backbone_weights`` initialises only the backbone from ImageNet weights (see
-    :mod:`atrous.models.backbone_weights`): ``efficientnet-lite0`` (an installed weights
+    ``atrous.models.backbone_weights``): ``efficientnet-lite0`` (an installed weights
     package, checked by SHA-256), a torchvision weights name such as
     ``ResNet18_Weights.IMAGENET1K_V1`` (downloaded as torchvision does), or a path to a
     ``.safetensors``/``.pth`` state dict. The head starts from random weights.
@@ -50,7 +50,7 @@ class DataConfig:
     ``None``; ignored without workers). Batches are pinned on CUDA.
 
     ``train_split`` / ``val_split`` name a split (``train``) or, for CamVid, a split
-    expression by drive or time (see :mod:`atrous.data.splits`): ``train+val-drive:0006R0``
+    expression by drive or time (see ``atrous.data.splits``): ``train+val-drive:0006R0``
     with ``drive:0006R0`` validates on a street the model never saw. They are checked
     when the config is loaded (syntax always; drives, emptiness and train/val overlap
     when ``root`` exists). ``allow_split_overlap`` permits frames in both, on purpose:
@@ -116,7 +116,7 @@ class ScheduleConfig:
     timed steps the run plans how many of the ``epochs`` fit (never more), re-plans at
     every epoch's end, and ends with a decayed learning rate inside the budget; the
     plan and the time spent are checkpointed, so a ``--resume`` continues both (see
-    :mod:`atrous.engine.budget`).
+    ``atrous.engine.budget``).
     """
 
     epochs: int = 10

@@ -1,7 +1,7 @@
 """Where a run stands: the position, history and running sums a checkpoint must hold.
 
 Everything that decides what the rest of the run does or writes lives in
-:class:`TrainState`, so that a run resumed from a checkpoint, also one written in the
+``TrainState``, so that a run resumed from a checkpoint, also one written in the
 middle of an epoch, continues as if it had never stopped: the weights bitwise, and
 ``metrics.jsonl`` too (the epoch's loss sums are part of the state, not of the loop).
 """
@@ -69,7 +69,7 @@ class TrainState:
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> TrainState:
-        """Read back :meth:`to_info`; checkpoints written before the sums existed load too."""
+        """Read back ``to_info``; checkpoints written before the sums existed load too."""
         sums = document.get("epoch_loss") or {}
         best = document.get("best_miou")
         return cls(

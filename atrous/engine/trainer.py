@@ -11,19 +11,19 @@ What a run folder holds::
 Exact resume. Data order (``DistributedSampler`` seeded with ``seed + epoch``) and every
 sample's augmentation (seeded from ``(seed, epoch, index)``) are pure functions of the
 position in training, also with persistent loader workers (the epoch travels with each
-index, see :mod:`atrous.engine.loader`), and a checkpoint stores the model, optimiser,
-RNG states and the :class:`~atrous.engine.state.TrainState` (position, history, the
+index, see ``atrous.engine.loader``), and a checkpoint stores the model, optimiser,
+RNG states and the ``TrainState`` (position, history, the
 epoch's loss sums, the time-budget plan). ``train(..., resume=True)`` restores the newest
 complete checkpoint and skips the batches it already used, so on CPU a run killed at any
 moment and resumed ends with bitwise the same weights, and the same ``metrics.jsonl``
 apart from its timing fields, as an uninterrupted one. SIGTERM finishes the current
 step, saves a mid-epoch checkpoint and returns with ``status == "interrupted"``.
 
-Where the parts are: set-up in :mod:`atrous.engine.build`, the run's position in
-:mod:`atrous.engine.state`, reporting in :mod:`atrous.engine.run_log`, the time budget
-and its schedule plan in :mod:`atrous.engine.budget`, the autocast decision in
-:mod:`atrous.engine.precision`, ``best/`` in :mod:`atrous.engine.best`. This module holds
-:func:`train` and :class:`_Loop`: one step, one epoch, the epoch's end (evaluation,
+Where the parts are: set-up in ``atrous.engine.build``, the run's position in
+``atrous.engine.state``, reporting in ``atrous.engine.run_log``, the time budget
+and its schedule plan in ``atrous.engine.budget``, the autocast decision in
+``atrous.engine.precision``, ``best/`` in ``atrous.engine.best``. This module holds
+``train`` and ``_Loop``: one step, one epoch, the epoch's end (evaluation,
 checkpoint) and the stop signals.
 """
 
@@ -96,7 +96,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What :func:`train` did.
+    """What ``train`` did.
 
     Attributes:
         status: ``"completed"``, ``"interrupted"`` (SIGTERM) or ``"time_budget"``
@@ -170,7 +170,7 @@ def train(
     """Train ``config.model`` on ``config.data``; see the module docstring for the outputs.
 
     Args:
-        config: the run's configuration (see :mod:`atrous.engine.config`).
+        config: the run's configuration (see ``atrous.engine.config``).
         out_dir: run folder; created if needed.
         resume: continue from the newest complete checkpoint in ``out_dir`` (starts
             fresh, with a log line, when there is none).

@@ -1,13 +1,13 @@
 """Every check a config can pass without its dataset, run when it is loaded.
 
-:func:`atrous.engine.config.load_config` has already checked types and key names; this
+``atrous.engine.config.load_config`` has already checked types and key names; this
 checks values: ranges, combinations (``fit_to_budget`` needs ``max_minutes``) and the
 model. The model options are checked against the builder's keyword-only signature and
 then by building the model on PyTorch's ``meta`` device (shapes only, no memory, no
 weights; ~0.2 s for a ResNet-50 DeepLab), so ``model.options.output_stride=7`` fails
 when the config is loaded, naming the key, not when training starts. What needs the
 data (batch size against the training set, the class count of ``model.pretrained``,
-a list of class weights) is checked by :mod:`atrous.engine.build` before the model is
+a list of class weights) is checked by ``atrous.engine.build`` before the model is
 built.
 """
 

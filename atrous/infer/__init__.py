@@ -2,7 +2,7 @@
 
 Imports inside the package point one way: ``logits`` (the lowest) <- ``fast`` <-
 ``predictor``; ``logits`` <- ``export`` <- ``quantize``; ``io`` reads images through
-:mod:`atrous.data.io`. Export, quantisation and the benchmarks (ONNX, ONNX Runtime) are
+``atrous.data.io``. Export, quantisation and the benchmarks (ONNX, ONNX Runtime) are
 not imported here, so ``import atrous.infer`` stays light; tests/infer/test_imports.py
 keeps the graph free of cycles.
 """

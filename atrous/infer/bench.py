@@ -266,7 +266,7 @@ class MissingPackageError(ImportError):
 
 
 def check_packages(key: str) -> None:
-    """Raise :class:`MissingPackageError` naming what to install when ``key``'s runtime
+    """Raise ``MissingPackageError`` naming what to install when ``key``'s runtime
     cannot be imported."""
     packages, extra = REQUIREMENTS.get(key, ((), ""))
     missing = []
@@ -532,7 +532,7 @@ def make_variants(
     calibration: Sequence[torch.Tensor] | None = None,
     threads: int | None = None,
 ) -> tuple[list[Variant], list[str]]:
-    """The variants of ``keys`` (see :func:`make_variant`) that can be built, and one
+    """The variants of ``keys`` (see ``make_variant``) that can be built, and one
     message per variant skipped because its runtime is not installed."""
     variants, skipped = [], []
     for key in keys:

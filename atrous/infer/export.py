@@ -119,7 +119,7 @@ def export_torchscript(
 
 class OnnxRuntimeModel:
     """An ONNX file run by ONNX Runtime behind the ``model(x) -> logits`` call that
-    :class:`atrous.infer.Predictor` expects."""
+    ``atrous.infer.Predictor`` expects."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         import onnxruntime as ort

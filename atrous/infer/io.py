@@ -1,9 +1,9 @@
 """Expanding the inputs a user names into image files, and naming the files written for them.
 
 Prediction runs over folders of files that come from anywhere: some are truncated, some
-are not images, some are decompression bombs. Reading is :func:`atrous.data.io.read_image`
-(re-exported here as :func:`load_image`), the package's one image reader; each failure
-is an :class:`ImageError` that names the file and the reason, so the caller can report
+are not images, some are decompression bombs. Reading is ``atrous.data.io.read_image``
+(re-exported here as ``load_image``), the package's one image reader; each failure
+is an ``ImageError`` that names the file and the reason, so the caller can report
 it and go on with the other files.
 """
 
@@ -19,7 +19,7 @@ from PIL import Image
 from atrous.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image
 from atrous.files import atomic_write
 
-#: Clips ``atrous predict`` segments frame by frame (:mod:`atrous.infer.video`).
+#: Clips ``atrous predict`` segments frame by frame (``atrous.infer.video``).
 VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"})
 
 LOGGER = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def expand_inputs(inputs: Iterable[str | Path], *, require_images: bool = False)
     """Turn files, folders and glob patterns into a sorted, de-duplicated list of files.
 
     A folder contributes the files directly inside it whose suffix is one of
-    :data:`IMAGE_SUFFIXES` (every raster format Pillow decodes); the other files of the
+    ``IMAGE_SUFFIXES`` (every raster format Pillow decodes); the other files of the
     folder are counted and named in one warning, never skipped without a word. A file
     with an image suffix that is not such an image is still returned, and fails later
     with a reason. A named file or a glob match is always returned, whatever its suffix,
@@ -130,7 +130,7 @@ def output_stems(paths: Sequence[Path], *, companions: Sequence[str] = ("_overla
 
 
 def save_png(image: Image.Image, path: Path) -> None:
-    """Write ``image`` as a PNG atomically (see :func:`atrous.files.atomic_write`).
+    """Write ``image`` as a PNG atomically (see ``atrous.files.atomic_write``).
 
     A reader (or a rerun's skip check) sees either no file or a complete one, never half
     a PNG, whether the writer is killed or the disk fills. No fsync: that would guard

@@ -1,6 +1,6 @@
 """The logits tensor of a model's output, whatever shape the output comes in.
 
-The lowest module of :mod:`atrous.infer`: the predictor, the fast CPU path, export and
+The lowest module of ``atrous.infer``: the predictor, the fast CPU path, export and
 the benchmarks all need it, and it needs none of them, so the imports inside the
 package point one way (``predictor -> fast -> logits``, ``export -> logits``).
 """

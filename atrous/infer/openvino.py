@@ -8,7 +8,7 @@ runtime a user would otherwise pick. OpenVINO and NNCF are the optional extra
 Two choices that decide what is measured:
 
 * **fp32 means fp32.** On CPUs with AMX or AVX512-BF16 OpenVINO's CPU plugin runs in
-  bf16 by default (``INFERENCE_PRECISION_HINT``); :class:`OpenVinoModel` asks for f32
+  bf16 by default (``INFERENCE_PRECISION_HINT``); ``OpenVinoModel`` asks for f32
   unless told otherwise, so "OpenVINO fp32" is compared with fp32 and its argmax
   agreement is that of fp32.
 * **One compiled model per input shape.** The converted graph keeps batch, height and
@@ -97,7 +97,7 @@ def quantize_nncf_int8(
 
 class OpenVinoModel:
     """An ``openvino.Model`` run on the CPU behind the ``model(x) -> logits`` call that
-    :class:`atrous.infer.Predictor` and ``atrous bench`` expect.
+    ``atrous.infer.Predictor`` and ``atrous bench`` expect.
 
     Args:
         ov_model: a converted (and possibly NNCF-quantised) model.

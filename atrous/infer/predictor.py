@@ -66,8 +66,8 @@ class Predictor:
         scales: input scales averaged for multi-scale TTA (``(1.0,)`` = none).
         flip: also average the horizontally flipped prediction.
         batch_size: windows per forward in slide mode; images per forward in
-            :meth:`predict_batch` for whole mode.
-        fast: run :func:`atrous.infer.fast.prepare_for_cpu` on the model first (CPU only).
+            ``predict_batch`` for whole mode.
+        fast: run ``atrous.infer.fast.prepare_for_cpu`` on the model first (CPU only).
     """
 
     def __init__(
@@ -125,7 +125,7 @@ class Predictor:
         return self._run(images, labels=True)
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Probabilities for several images; see :meth:`predict_proba`."""
+        """Probabilities for several images; see ``predict_proba``."""
         return self._run(images, labels=False)
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,7 @@ class Predictor:
         return self._tta_scores(x.to(self.device), labels=True)
 
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Label maps ``NxHxW`` for a normalised batch; see :meth:`scores`."""
+        """Label maps ``NxHxW`` for a normalised batch; see ``scores``."""
         return self.scores(x).argmax(dim=1)
 
     # -- internals -------------------------------------------------------------------

@@ -5,7 +5,7 @@ Decoding and encoding go through PyAV (FFmpeg's libraries with a Pythonic API; t
 and writes lossless video, which torchcodec (decoding only) and OpenCV (no lossless
 palette-exact codec in its wheels, lossy MJPEG/H.264 by default) do not both offer.
 
-:func:`predict_video` reads ``batch_size`` frames, predicts them together and writes
+``predict_video`` reads ``batch_size`` frames, predicts them together and writes
 them out before reading more, so memory does not grow with the clip's length. Outputs
 in ``out``, for a clip ``clip.mp4``:
 
@@ -16,7 +16,7 @@ in ``out``, for a clip ``clip.mp4``:
 * per-frame class areas for a CSV (returned as rows).
 
 A clip that cannot be opened, has no video stream, or ends early (a truncated file)
-raises :class:`VideoError` naming the file; for a clip cut short the frames already
+raises ``VideoError`` naming the file; for a clip cut short the frames already
 written stay valid (the encoders are closed properly) and the error says how many.
 """
 
@@ -57,7 +57,7 @@ def _av() -> Any:
 
 @dataclass
 class VideoResult:
-    """What :func:`predict_video` wrote and read."""
+    """What ``predict_video`` wrote and read."""
 
     frames: int = 0
     outputs: list[Path] = field(default_factory=list)
@@ -269,7 +269,7 @@ def frame_count(path: Path) -> int | None:
 
 
 def read_mask_video(path: Path, palette: Sequence[Sequence[int]]) -> Iterator[np.ndarray]:
-    """The label maps of a mask video written by :func:`predict_video` (exact: FFV1 is
+    """The label maps of a mask video written by ``predict_video`` (exact: FFV1 is
     lossless, so each pixel's colour is its class's palette colour)."""
     av = _av()
     colours = np.asarray(palette, dtype=np.int64)

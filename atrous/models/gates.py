@@ -2,7 +2,7 @@
 
 A gate rescales every channel of a map by a value computed from the whole image. That
 is one multiplication per channel, not a spatial operation, so the gate is its own
-module, :class:`ChannelGate`, marked ``is_channel_gate``: the coverage analysis
+module, ``ChannelGate``, marked ``is_channel_gate``: the coverage analysis
 (``atrous.analysis``, duck-typed) passes the gated map through unchanged instead of
 linearising a product, which would either reach every pixel through the global pool or
 (with image pooling dropped) erase every path behind the gate.

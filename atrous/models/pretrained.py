@@ -62,7 +62,7 @@ def save_pretrained(
     """Write ``model.safetensors`` and ``config.json`` into ``directory`` (created if needed).
 
     Args:
-        model: a model from :func:`atrous.models.build_model`.
+        model: a model from ``atrous.models.build_model``.
         directory: output folder.
         class_names: class names; defaults to ``model.class_names``.
         palette: one RGB triple per class; defaults to ``model.palette``.
@@ -172,12 +172,12 @@ def load_pretrained(
 
     With ``num_classes`` different from the saved model's, the head is swapped for
     fine-tuning: every weight loads except the classifier's class-dependent convs
-    (:func:`class_dependent_keys`), which keep the fresh initialisation of a model built
+    (``class_dependent_keys``), which keep the fresh initialisation of a model built
     for ``num_classes``. Its class names and palette are cleared (they named the old
     classes) and ``metadata["fine_tuned_from"]`` records where the weights came from.
 
     Args:
-        name_or_dir: a folder written by :func:`save_pretrained`, or the name of a model
+        name_or_dir: a folder written by ``save_pretrained``, or the name of a model
             shipped in ``atrous/models/weights/``.
         map_location: device the weights are loaded onto.
         num_classes: the class count wanted (default: the saved model's).

@@ -1,6 +1,6 @@
 """The segmentor: a backbone, a head and an optional auxiliary head.
 
-Every model in the zoo is a :class:`Segmentor`, so training, evaluation, export and
+Every model in the zoo is a ``Segmentor``, so training, evaluation, export and
 serving code against one contract: logits at the input size, auxiliary logits on
 request, and enough metadata (``config``, class names, palette) to save and rebuild it.
 """
@@ -23,7 +23,7 @@ class Segmentor(nn.Module):
     ``classifier``, ``aux_classifier``), so their state dicts load without renaming.
 
     Args:
-        backbone: a :class:`Backbone` returning a dict of feature maps.
+        backbone: a ``Backbone`` returning a dict of feature maps.
         classifier: the head; called with the feature maps named in ``head_inputs``,
             in that order, and returning logits at any resolution.
         head_inputs: names of the backbone features the head reads.

@@ -49,7 +49,7 @@ def _check_arguments(
     dilation: IntOrSeq,
     groups: int,
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """Validate :func:`dilated_conv`'s arguments; return per-dimension strides, paddings, rates.
+    """Validate ``dilated_conv``'s arguments; return per-dimension strides, paddings, rates.
 
     Every shape and value is checked before any work, so a bad call fails with a message
     naming the argument instead of an indexing error deep inside the tap loop.

@@ -1,7 +1,7 @@
 """Dilation schedules and conv geometry: the one value networks are built from and analysis reads.
 
 A *dilation schedule* says which rate every dilated convolution of a network uses.
-It is a frozen value, :class:`DilationSchedule`, made once and passed whole: backbones
+It is a frozen value, ``DilationSchedule``, made once and passed whole: backbones
 resolve it against their stage layout while they are built, heads and fixed networks
 (DRN, the context module, ERFNet, ...) declare theirs as constants, and the analysis
 toolkit reads the same value (its rates, its receptive-field chain, its holes) without
@@ -24,9 +24,9 @@ Rules (``rule``):
 - ``"explicit"``: per-stage lists ``stages`` (one rate per block); stages it does not
   name stay plain. Fixed networks state their whole schedule this way.
 
-Defaults are written here and nowhere else: :data:`MULTI_GRID` and :data:`HDC_RATES`,
+Defaults are written here and nowhere else: ``MULTI_GRID`` and ``HDC_RATES``,
 and the published fixed schedules that both a model and the analysis read
-(:data:`CONTEXT_MODULE`).
+(``CONTEXT_MODULE``).
 
 Temporal (1-D) and volumetric (3-D) stacks are schedules too: ``ndim``, ``kernel_size``
 and ``causal`` say what the convolutions look like, so WaveNet's ``1, 2, ..., 512``
@@ -140,10 +140,10 @@ class StagePlan:
 class DilationSchedule:
     """How every dilated convolution of a network picks its rate: one frozen value.
 
-    Build it with the class methods (:meth:`plain`, :meth:`multigrid`, :meth:`hdc`,
-    :meth:`explicit`, :meth:`exponential`) or :meth:`parse` (``None``, a rule name, a
+    Build it with the class methods (``plain``, ``multigrid``, ``hdc``,
+    ``explicit``, ``exponential``) or ``parse`` (``None``, a rule name, a
     mapping ``{stage: [rates]}`` or a schedule), resolve it for a backbone with
-    :meth:`resolve`, and read it in analysis through :attr:`rates` and :meth:`layers`.
+    ``resolve``, and read it in analysis through ``rates`` and ``layers``.
 
     Attributes:
         rule: ``"plain"``, ``"multigrid"``, ``"hdc"`` or ``"explicit"``.
@@ -242,7 +242,7 @@ class DilationSchedule:
         Strings: ``"plain"``, ``"multigrid"``, ``"hdc"`` (default rates) or with rates,
         ``"multigrid:1,2,4"``, ``"hdc:1,2,5"``. A list of ints is one explicit chain
         (stage ``"layers"``). A mapping ``{stage: [rates]}`` is an explicit schedule; a
-        mapping with a ``rule`` key is the dict form written by :meth:`to_config`.
+        mapping with a ``rule`` key is the dict form written by ``to_config``.
 
         Raises:
             ValueError: an unknown rule, unreadable rates or invalid values.
@@ -315,7 +315,7 @@ class DilationSchedule:
         )
 
     def to_config(self) -> str | dict[str, Any]:
-        """JSON/YAML form that :meth:`parse` reads back (equal value, not just equal rates).
+        """JSON/YAML form that ``parse`` reads back (equal value, not just equal rates).
 
         The short forms (``"plain"``, ``"hdc:1,2,5,9"``, ``{stage: [rates]}``) are used
         for 2-D ``3 x 3`` non-causal schedules, the dict with a ``rule`` key otherwise.
@@ -389,7 +389,7 @@ class DilationSchedule:
 
 
 ScheduleLike = DilationSchedule | str | Mapping[str, Sequence[int]] | Sequence[int] | None
-"""Anything :meth:`DilationSchedule.parse` reads: what a builder's ``dilation_schedule`` takes."""
+"""Anything ``DilationSchedule.parse`` reads: what a builder's ``dilation_schedule`` takes."""
 
 
 def check_output_stride(output_stride: int, allowed: Iterable[int], model: str) -> None:

@@ -5,9 +5,9 @@ this package, so ``make demo`` and the local ``atrous predict`` / ``atrous serve
 need Ray. Multi-node training needs no code here: ``atrous train`` under
 ``torchrun --nnodes N`` already joins the process group (see ``atrous.engine.distributed``).
 
-- :mod:`atrous.scale.ray_predict`: ``atrous predict --ray [ADDRESS]``, or
-  :func:`atrous.scale.ray_predict.predict_with_ray` from Python.
-- :mod:`atrous.scale.ray_serve`: ``python -m atrous.scale.ray_serve --model NAME
+- ``atrous.scale.ray_predict``: ``atrous predict --ray [ADDRESS]``, or
+  ``atrous.scale.ray_predict.predict_with_ray`` from Python.
+- ``atrous.scale.ray_serve``: ``python -m atrous.scale.ray_serve --model NAME
   --replicas 2``, the app of ``atrous serve`` as a Ray Serve deployment.
 """
 

@@ -1,6 +1,6 @@
 """Batch prediction on Ray Data: ``atrous predict`` spread over a pool of actors.
 
-Each actor loads the model once and runs the same :class:`atrous.infer.Predictor` as the
+Each actor loads the model once and runs the same ``atrous.infer.Predictor`` as the
 local ``atrous predict``, so the masks are the same bytes. Every mask is written
 atomically (a temporary file renamed into place) the moment its batch is predicted: an
 actor that dies (node lost, killed for memory) loses only the batch in flight, which
@@ -111,7 +111,7 @@ class RayPredictResult:
 
 def mask_path(out: Path, stem: str) -> Path:
     """Where a mask goes: ``<out>/<stem>.png``, with the stems of ``atrous predict``
-    (:func:`atrous.infer.io.output_stems`: inputs sharing a name get distinct ones)."""
+    (``atrous.infer.io.output_stems``: inputs sharing a name get distinct ones)."""
     return out / f"{stem}.png"
 
 
@@ -299,7 +299,7 @@ def predict_with_ray(
     the cluster in ``RAY_ADDRESS``).
 
     Args:
-        files: image paths (see :func:`atrous.infer.expand_inputs` for folders and globs).
+        files: image paths (see ``atrous.infer.expand_inputs`` for folders and globs).
         out: output folder for ``<stem>.png`` masks; existing masks are kept and skipped.
         options: prediction options, as ``atrous predict`` takes them.
         actors: size of the actor pool (default: the cluster's CPUs / ``cpus_per_actor``).
@@ -392,7 +392,7 @@ def write_area_csv(path: str | Path, files: Sequence[str], result: RayPredictRes
 
 
 def options_from_args(args: argparse.Namespace) -> PredictOptions:
-    """The :class:`PredictOptions` of an ``atrous predict`` command line."""
+    """The ``PredictOptions`` of an ``atrous predict`` command line."""
     return PredictOptions(
         model=args.model,
         mode=args.mode,

@@ -1,7 +1,7 @@
 """The app of ``atrous serve`` as a Ray Serve deployment: replicas, bounded queues, autoscaling.
 
 Each replica runs the very FastAPI app that ``atrous serve`` runs on uvicorn
-(:func:`atrous.serve.create_app`), built inside the replica so the model loads there,
+(``atrous.serve.create_app``), built inside the replica so the model loads there,
 with its own limiter. Ray Serve adds what one process cannot: several replicas (on
 several machines) behind one HTTP proxy, and replicas added or removed with the load.
 

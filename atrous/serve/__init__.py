@@ -1,7 +1,7 @@
 """``atrous serve``: an HTTP service and web page for segmentation and receptive fields.
 
 Needs the ``serve`` extra (FastAPI, uvicorn, python-multipart). Build the app with
-:func:`create_app` and run it with any ASGI server; ``atrous serve`` runs it on uvicorn.
+``create_app`` and run it with any ASGI server; ``atrous serve`` runs it on uvicorn.
 """
 
 from __future__ import annotations

@@ -310,13 +310,13 @@ def _docs_page(schema: dict[str, Any]) -> str:
 def create_app(
     config: ServeConfig, *, loader: Loader | None = None, calibrate: bool = True
 ) -> FastAPI:
-    """Build the application: the routes of :data:`ROUTES`, the error handlers of
-    :data:`ERROR_HANDLERS`, the middleware and the static page.
+    """Build the application: the routes of ``ROUTES``, the error handlers of
+    ``ERROR_HANDLERS``, the middleware and the static page.
 
     Args:
         config: what to serve and the limits.
-        loader: builds the :class:`ServedModel`; defaults to loading ``config.model``
-            with :meth:`ServedModel.load`. Tests pass their own (for example a model
+        loader: builds the ``ServedModel``; defaults to loading ``config.model``
+            with ``ServedModel.load``. Tests pass their own (for example a model
             wrapped to be slow) to exercise the limits; ``atrous serve`` passes the model
             it loaded before binding the port, so a bad model name fails the command.
         calibrate: measure the model's per-pixel cost once loaded (admission control
@@ -769,7 +769,7 @@ ROUTES: tuple[Route, ...] = (
 
 
 def model_options(config: ServeConfig) -> dict[str, Any]:
-    """The :class:`ServedModel` keyword arguments that a configuration sets."""
+    """The ``ServedModel`` keyword arguments that a configuration sets."""
     return {
         "device": config.device,
         "erf_samples": config.erf_samples,

@@ -1,6 +1,6 @@
 """The service's settings: what it serves, where it listens, and the limits that keep it up.
 
-``atrous serve`` builds its command-line flags from the fields of :class:`ServeConfig`
+``atrous serve`` builds its command-line flags from the fields of ``ServeConfig``
 (names, types, defaults, and the help text of each attribute in the docstring below), so
 a new setting is added in one place.
 """

@@ -1,4 +1,4 @@
-"""Command-line flags generated from :class:`ServeConfig`: one source for every front end.
+"""Command-line flags generated from ``ServeConfig``: one source for every front end.
 
 ``atrous serve`` and ``python -m atrous.scale.ray_serve`` both read their service flags
 from here, so a new ServeConfig field is a new flag everywhere, typed and documented from
@@ -43,7 +43,7 @@ def attribute_help(cls: type) -> dict[str, str]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`ServeConfig` field, typed and documented from the dataclass."""
+    """One flag per ``ServeConfig`` field, typed and documented from the dataclass."""
     helps = attribute_help(ServeConfig)
     for field in dataclasses.fields(ServeConfig):
         flags = (f"--{field.name.replace('_', '-')}", *ALIASES.get(field.name, ()))
@@ -71,5 +71,5 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> ServeConfig:
-    """The :class:`ServeConfig` the command line asks for (validated)."""
+    """The ``ServeConfig`` the command line asks for (validated)."""
     return ServeConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServeConfig)})

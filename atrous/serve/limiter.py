@@ -90,7 +90,7 @@ class InferenceLimiter:
 
     Args:
         max_concurrent: batches running at the same time.
-        max_queued: jobs allowed to wait; more get :class:`QueueFullError` at once.
+        max_queued: jobs allowed to wait; more get ``QueueFullError`` at once.
         max_batch: most jobs of one key run together.
         batch_wait_s: how long a batch waits for more jobs of its key.
         on_skip: called with the reason of every queued job skipped without running.

@@ -3,7 +3,7 @@
 uvicorn times out idle keep-alive connections but not a client that sends its request
 headers one slow line at a time: each line cancels the keep-alive timer and nothing
 else is armed, so such a connection stays open for as long as the client likes (a
-slow-header or "slowloris" attack). :class:`HeaderTimeoutProtocol` arms a deadline when a
+slow-header or "slowloris" attack). ``HeaderTimeoutProtocol`` arms a deadline when a
 connection opens and after every response, and closes the connection if the next
 request's headers are not complete by then.
 """

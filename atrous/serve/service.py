@@ -1,7 +1,7 @@
 """The model behind the service: segmentation, and the receptive-field view of a pixel.
 
 Everything here is blocking (torch); the app runs it in worker threads through the
-:class:`~atrous.serve.limiter.InferenceLimiter`.
+``InferenceLimiter``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Colour = tuple[int, int, int]
 
 
 class CancelEvent(Protocol):
-    """What a cancellation check needs: ``threading.Event`` or :class:`AllSet`."""
+    """What a cancellation check needs: ``threading.Event`` or ``AllSet``."""
 
     def is_set(self) -> bool: ...
 
@@ -145,7 +145,7 @@ class ServedModel:
     """A loaded segmentation model plus what the service reports about it.
 
     Args:
-        model: the network (a :class:`atrous.models.Segmentor` or any module with the
+        model: the network (a ``atrous.models.Segmentor`` or any module with the
             same contract: normalised RGB in, logits at the input size out).
         name: what the client is told it is talking to.
         class_names: one name per class; ``class_0..`` when the model has none.
@@ -466,7 +466,7 @@ class ServedModel:
     def _erf_at(self, image: np.ndarray, location: tuple[int, int]) -> Any:
         """|d logits(location) / d input| at this image, summed over classes and channels.
 
-        The same quantity as :func:`atrous.analysis.effective_receptive_field` (Luo et
+        The same quantity as ``atrous.analysis.effective_receptive_field`` (Luo et
         al. 2016), taken at the user's image instead of averaged over noise: what this
         trained network attends to for this photo.
         """

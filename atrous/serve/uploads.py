@@ -1,6 +1,6 @@
 """Turning an uploaded body into an RGB array, or into an error the client can act on.
 
-Decoding is :func:`atrous.infer.load_image` on the bytes in memory (pixel count checked
+Decoding is ``atrous.infer.load_image`` on the bytes in memory (pixel count checked
 from the header before decoding, every decompression bomb an error, EXIF orientation
 applied); this module maps its failures to HTTP status codes and messages.
 """

@@ -1,6 +1,6 @@
 """The backbone contract: ``feature_info`` per stage and a dict of feature maps.
 
-Every backbone describes its stages with :class:`FeatureInfo` so heads read channel
+Every backbone describes its stages with ``FeatureInfo`` so heads read channel
 counts (never a hard-coded 2048) and the analysis toolkit reads strides and per-block
 dilations from the same lists the network was built from: one source of truth for a
 dilation schedule.
@@ -97,7 +97,7 @@ def _first(value: int | tuple[int, ...]) -> int:
 class Backbone(nn.Module):
     """Base class: subclasses fill ``feature_info`` and implement ``stage_blocks``.
 
-    ``schedule`` is the :class:`~atrous.ops.schedule.DilationSchedule` the backbone was
+    ``schedule`` is the ``DilationSchedule`` the backbone was
     built from (resolved per stage into ``feature_info[i].dilation``).
 
     ``forward(x)`` returns ``{info.name: feature_map}`` for every entry of
@@ -115,7 +115,7 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def info(self, name: str) -> FeatureInfo:
-        """The :class:`FeatureInfo` of stage ``name``."""
+        """The ``FeatureInfo`` of stage ``name``."""
         for entry in self.feature_info:
             if entry.name == name:
                 return entry

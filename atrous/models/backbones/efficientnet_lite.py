@@ -10,21 +10,21 @@ wrong costs accuracy silently:
 * **TensorFlow "same" padding.** A stride-2 convolution pads ``total = max((ceil(H/s)
   - 1) * s + (k - 1) * d + 1 - H, 0)`` rows, ``total // 2`` above and the rest below
   (likewise for columns), computed from the input size at run time
-  (:class:`TFSameConv2d`). For an even input and ``k = 3`` that is 0 above and 1
+  (``TFSameConv2d``). For an even input and ``k = 3`` that is 0 above and 1
   below, not PyTorch's symmetric 1 and 1. At stride 1 TensorFlow's rule is symmetric,
   ``d * (k - 1) / 2`` each side for odd ``k``, so the stride-1 convolutions (including
   every convolution that the output stride turns from stride 2 into dilation) use
   ordinary static padding.
 * **Batch-norm epsilon 1e-3** (TensorFlow's default), not PyTorch's 1e-5.
 * **Inputs scaled to [-1, 1]** (mean = std = 0.5 per channel). atrous feeds every model
-  RGB normalised with the ImageNet mean and std (:mod:`atrous.constants`), so the
+  RGB normalised with the ImageNet mean and std (``atrous.constants``), so the
   backbone maps that input to the one its weights expect with a fixed per-channel
   affine map before the stem, as torchvision's GoogLeNet does with ``transform_input``.
   The expected mean and std are builder options, so they are written in the model's
   ``config.json`` and travel with it through save, load, export and the service.
 
 Stages as the schedule sees them (strides 2, 4, 8, 16, 32, as in
-:mod:`atrous.models.backbones.mobilenet`): ``stage1`` holds the stem convolution and
+``atrous.models.backbones.mobilenet``): ``stage1`` holds the stem convolution and
 the first block group, ``stage4`` the stride-16 groups (80 and 112 channels at Lite0),
 ``stage5`` the stride-32 groups (192 and 320). ``output_stride`` 16 or 8 turns the
 stride-2 depthwise convolutions of ``stage5`` (and ``stage4``) into dilation.
@@ -123,7 +123,7 @@ def group_repeats(variant: str) -> tuple[int, ...]:
 
 
 def layout(variant: str) -> StageLayout:
-    """The stage layout a :class:`~atrous.ops.schedule.DilationSchedule` resolves against."""
+    """The stage layout a ``DilationSchedule`` resolves against."""
     repeats = group_repeats(variant)
     blocks = tuple(
         sum(repeats[g] for g in groups) + (1 if name == "stage1" else 0)
@@ -283,8 +283,8 @@ class EfficientNetLite(Backbone):
         output_stride: 8, 16 or 32; past it, a group's stride-2 depthwise convolution
             keeps stride 1 and the stage rate doubles (its first block keeps the previous
             rate, as in DeepLab).
-        dilation_schedule: anything :meth:`DilationSchedule.parse` reads, resolved
-            against :func:`layout` (one rate per block; ``stage1``'s first entry is the
+        dilation_schedule: anything ``DilationSchedule.parse`` reads, resolved
+            against ``layout`` (one rate per block; ``stage1``'s first entry is the
             stem convolution's).
         input_mean, input_std: the per-channel normalisation the weights expect
             (TensorFlow's Lite weights: 0.5 and 0.5); inputs arrive ImageNet-normalised.
@@ -370,7 +370,7 @@ class EfficientNetLite(Backbone):
 
 
 class EfficientNetLiteClassifier(nn.Module):
-    """The ImageNet classifier around an :class:`EfficientNetLite` trunk (stride 32).
+    """The ImageNet classifier around an ``EfficientNetLite`` trunk (stride 32).
 
     1x1 head to 1280 channels, global average pooling and the 1000-way linear layer:
     what the packaged weights were trained as. atrous uses it to check that weights

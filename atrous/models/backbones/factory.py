@@ -22,8 +22,8 @@ def make_backbone(
     """A ResNet (``resnet18/34/50/101``), ``mobilenet_v2``, ``mobilenet_v3_large`` or
     ``efficientnet_lite0/1/2``, or any timm encoder as ``timm:<name>`` (the timm extra).
 
-    ``dilation_schedule`` is anything :meth:`DilationSchedule.parse` reads; every
-    backbone resolves it against its own :func:`backbone_layout`.
+    ``dilation_schedule`` is anything ``DilationSchedule.parse`` reads; every
+    backbone resolves it against its own ``backbone_layout``.
 
     Raises:
         ValueError: unknown name (lists the known ones), or a schedule that does not

@@ -86,8 +86,8 @@ class MobileNetV2(Backbone):
         output_stride: 8, 16 or 32; stride-2 blocks past it become dilated (the first
             block of such a stage keeps the previous rate, as in DeepLab's TensorFlow
             implementation).
-        dilation_schedule: anything :meth:`DilationSchedule.parse` reads, resolved
-            against :data:`LAYOUT` (one rate per block; ``stage1``'s first entry is the
+        dilation_schedule: anything ``DilationSchedule.parse`` reads, resolved
+            against ``LAYOUT`` (one rate per block; ``stage1``'s first entry is the
             stem conv's).
         width_mult: channel multiplier (1.0 is the published network).
     """

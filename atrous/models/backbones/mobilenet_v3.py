@@ -15,7 +15,7 @@ head read ``stage3`` (40 channels, stride 8), the first stride-8 map.
 Dilation: unlike ResNet, whose first dilated block keeps the previous rate, torchvision
 dilates MobileNetV3's former stride-2 block itself (stride 1, the stage rate), so every
 block past the output stride runs at the stage rate: at output stride 16 the last three
-blocks use rate 2. :func:`block_schedule` holds that rule, in one place.
+blocks use rate 2. ``block_schedule`` holds that rule, in one place.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ LAYOUT = _layout()
 
 
 def block_schedule(output_stride: int) -> tuple[BlockPlan, ...]:
-    """Stride and dilation of every inverted residual of :data:`SETTINGS` at ``output_stride``.
+    """Stride and dilation of every inverted residual of ``SETTINGS`` at ``output_stride``.
 
-    The plain schedule resolved on :data:`LAYOUT` (the running-stride rule every
+    The plain schedule resolved on ``LAYOUT`` (the running-stride rule every
     backbone shares) says where the stride stops; each group's rate is the stride it
     gave up, ``nominal stride / output stride``, and applies to all its blocks, the
     former stride-2 block included, as in torchvision's MobileNetV3.
@@ -194,7 +194,7 @@ class MobileNetV3Large(Backbone):
         output_stride: 8, 16 or 32. torchvision's segmentation models use 16 (the last
             three blocks at rate 2); 8 also dilates blocks 7-12 (rate 2, then 4).
         dilation_schedule: only the plain schedule (``None`` or ``"plain"``), resolved
-            by :func:`block_schedule`: torchvision's weights were trained with it.
+            by ``block_schedule``: torchvision's weights were trained with it.
 
     Raises:
         ValueError: another output stride or schedule.

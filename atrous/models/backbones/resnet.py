@@ -112,10 +112,10 @@ class ResNet(Backbone):
     Args:
         depth: ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"resnet101"``.
         output_stride: 8, 16 or 32.
-        dilation_schedule: anything :meth:`DilationSchedule.parse` reads: ``None`` or
+        dilation_schedule: anything ``DilationSchedule.parse`` reads: ``None`` or
             ``"plain"`` (torchvision's layout), ``"multigrid"`` / ``"multigrid:1,2"``,
             ``"hdc"`` / ``"hdc:1,2,5"``, a mapping stage -> per-block rates, or a
-            :class:`~atrous.ops.schedule.DilationSchedule`.
+            ``DilationSchedule``.
         width: channels of the stem (64 in every published ResNet); smaller values make
             tiny test networks.
     """

@@ -3,7 +3,7 @@
 timm (Wightman, PyTorch Image Models) already knows how to trade stride for dilation
 (``output_stride``) and how to describe its feature maps (``feature_info``); atrous
 asks it for both, checks that the strides it reports honour the output stride asked
-for, and describes each stage with atrous's :class:`FeatureInfo` (channels, stride,
+for, and describes each stage with atrous's ``FeatureInfo`` (channels, stride,
 per-block dilation read off the built convolutions), so the DeepLab and LR-ASPP heads,
 ``atrous rf`` and the hole analysis work on it as on atrous's own backbones.
 

@@ -1,7 +1,7 @@
 """DeepLabv3, DeepLabV3+, FCN and ResNet-DUC-HDC builders over dilated backbones.
 
 The four builders differ only in their head: each records its config, then
-:func:`_assemble` builds the backbone from the one ``dilation_schedule`` value, the
+``_assemble`` builds the backbone from the one ``dilation_schedule`` value, the
 head from the backbone's ``feature_info``, and the optional auxiliary FCN head.
 """
 
@@ -96,7 +96,7 @@ def deeplabv3(
         backbone: ``resnet18``, ``resnet34``, ``resnet50``, ``resnet101``, ``mobilenet_v2``
             or ``mobilenet_v3_large``.
         output_stride: 8, 16 or 32.
-        dilation_schedule: one :class:`~atrous.ops.schedule.DilationSchedule` or
+        dilation_schedule: one ``DilationSchedule`` or
             anything its ``parse`` reads: ``None``/``"plain"``, ``"multigrid"``,
             ``"multigrid:1,2,4"``, ``"hdc"``, ``"hdc:1,2,5"``, ``{stage: [rates]}``.
             ``model.config`` stores its JSON form.
@@ -146,7 +146,7 @@ def deeplabv3plus(
 ) -> Segmentor:
     """DeepLabV3+: ASPP encoder, decoder fusing stride-4 features (Chen et al., 2018, arXiv:1802.02611).
 
-    Options as :func:`deeplabv3`; ``low_level_projection`` is the width the stride-4
+    Options as ``deeplabv3``; ``low_level_projection`` is the width the stride-4
     features are projected to (48 in the paper).
     """
     config = _config(

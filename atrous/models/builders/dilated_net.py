@@ -101,7 +101,7 @@ class DilatedStack(Backbone):
 
 
 def body_schedule(rates: Sequence[int], kernel_size: int = 3) -> DilationSchedule:
-    """The schedule of a :class:`DilatedStack` body: ``rates`` as the one stage ``"body"``.
+    """The schedule of a ``DilatedStack`` body: ``rates`` as the one stage ``"body"``.
 
     Raises:
         ValueError: rates that are not ints >= 1 (the message shows them).
@@ -114,7 +114,7 @@ def body_schedule(rates: Sequence[int], kernel_size: int = 3) -> DilationSchedul
 
 
 class DilatedNet(Segmentor):
-    """:class:`Segmentor` over a :class:`DilatedStack`; ``dilations`` is its rate list."""
+    """``Segmentor`` over a ``DilatedStack``; ``dilations`` is its rate list."""
 
     @property
     def dilations(self) -> list[int]:
@@ -137,7 +137,7 @@ def dilated_net(
     Args:
         num_classes: output classes.
         rates: dilation rate of each body layer; one layer per entry (default: the
-            HDC sawtooth :data:`~atrous.ops.schedule.HDC_RATES`).
+            HDC sawtooth ``HDC_RATES``).
         width: channels of every layer, so ``rates`` changes no parameter count.
         stem_stride: 1, 2 or 4; the resolution the dilated layers work at.
         kernel_size: odd kernel size of the body layers.

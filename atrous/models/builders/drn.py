@@ -61,7 +61,7 @@ def drn_c_26(*, num_classes: int, head: str = "linear", aux: bool = False) -> Se
 def drn_d_22(*, num_classes: int, head: str = "linear", aux: bool = False) -> Segmentor:
     """DRN-D-22 (Yu, Koltun & Funkhouser, 2017, arXiv:1705.09914), output stride 8.
 
-    Options as :func:`drn_c_26`.
+    Options as ``drn_c_26``.
     """
     config = model_config("drn_d_22", {"num_classes": num_classes, "head": head, "aux": aux})
     return _drn("D", config, num_classes=num_classes, head=head, aux=aux)

@@ -81,7 +81,7 @@ class ASPP(nn.Module):
 
     Args:
         in_channels: channels of the backbone map.
-        rates: dilation rates of the 3x3 branches (see :func:`default_rates`).
+        rates: dilation rates of the 3x3 branches (see ``default_rates``).
         out_channels: channels of each branch and of the output.
         separable: depthwise-separable 3x3 branches (DeepLabV3+).
         norm: normalisation of every branch.

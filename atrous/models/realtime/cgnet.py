@@ -14,7 +14,7 @@ The local and surrounding convs run side by side, not one after the other, so a
 block's reach is the 3x3 square *or* the rate-r lattice, never their sum: the corners
 of a stage's receptive field are a lattice with holes (see
 ``tests/models/test_cgnet.py``). The global gate is a
-:class:`~atrous.models.gates.ChannelGate`, so coverage analysis passes the gated map
+``ChannelGate``, so coverage analysis passes the gated map
 through instead of linearising a product.
 """
 
@@ -242,7 +242,7 @@ def cgnet(
 
     Args:
         num_classes: output classes (a bias-free 1x1 conv on the 256-channel 1/8 map).
-        dilation_schedule: the rates (default :data:`SCHEDULE`). A mapping changes only
+        dilation_schedule: the rates (default ``SCHEDULE``). A mapping changes only
             the stages it names, one surrounding-context rate per CG block:
             ``{"stage3": [1, 2, 5] * 7}`` cycles HDC rates through stage 3.
     """

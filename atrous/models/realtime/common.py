@@ -120,7 +120,7 @@ def override_stages(
 
     Args:
         base: the network's published schedule.
-        override: anything :meth:`DilationSchedule.parse` reads, naming some stages.
+        override: anything ``DilationSchedule.parse`` reads, naming some stages.
         model: the network's name, for messages.
         example: an override that works, shown when one does not.
 
@@ -160,7 +160,7 @@ def assemble(
     classifier: nn.Module | None = None,
 ) -> Segmentor:
     """The real-time networks' tail: the resolved schedule written into ``config`` and
-    the encoder wrapped as a :class:`~atrous.models.segmentor.Segmentor` with
+    the encoder wrapped as a ``Segmentor`` with
     ``classifier`` (default: the papers' bias-free 1x1 conv on ``head_input``)."""
     config["dilation_schedule"] = schedule.to_config()
     if classifier is None:

@@ -198,7 +198,7 @@ def dabnet(
 
     Args:
         num_classes: output classes (a bias-free 1x1 conv on the 259-channel 1/8 map).
-        dilation_schedule: the rates (default :data:`SCHEDULE`). A mapping changes only
+        dilation_schedule: the rates (default ``SCHEDULE``). A mapping changes only
             the stages it names, with one rate per block, the downsampler (rate 1)
             first: ``{"stage2": [1, 1, 2, 5, 9, 2, 5]}`` is an HDC-style block 2.
     """

@@ -191,7 +191,7 @@ def erfnet(
 
     Args:
         num_classes: output classes.
-        dilation_schedule: the encoder's rates (default :data:`SCHEDULE`: 2, 4, 8, 16
+        dilation_schedule: the encoder's rates (default ``SCHEDULE``: 2, 4, 8, 16
             twice in ``stage2``). A mapping changes only the stages it names, with one
             rate per block, the stride-2 downsampler (rate 1) first:
             ``{"stage2": [1, 1, 2, 5, 9, 1, 2, 5, 9]}`` is the HDC variant.
