@@ -143,3 +143,22 @@ def test_the_cli_reference_lists_every_flag_of_every_command() -> None:
         assert f"## atrous {name}" in text, name
         for flag in (s for a in sub._actions for s in a.option_strings):
             assert flag in text, (name, flag)
+
+
+def test_the_model_catalogue_lists_every_model_and_shipped_model() -> None:
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    from atrous.models import list_models
+    from atrous.models.pretrained import shipped_models
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "catalogue.md").read_text()
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        for block in re.findall(r'```python exec="on" markdown="1"\n(.*?)```\n', page, flags=re.S):
+            exec(block, {})
+    text = output.getvalue()
+    for name in [*list_models(), *shipped_models()]:
+        assert f"| `{name}` |" in text, name
