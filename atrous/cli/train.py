@@ -62,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list_keys:
         from atrous.engine.config import config_keys
+        from atrous.engine.schema import KEY_HELP
 
         for key, type_name, default in config_keys():
-            print(f"{key:32} {type_name:34} {default}")
+            print(f"{key:32} {type_name:34} {default!s:18} {KEY_HELP.get(key, '')}")
         return 0
     if not args.out:
         print("error: --out is required (the run folder)", file=sys.stderr)

@@ -49,3 +49,13 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_load(path: Path) -> None:
     load_config(path)
+
+
+def test_every_key_says_what_it_does() -> None:
+    from atrous.engine.config import config_keys
+    from atrous.engine.schema import KEY_EXAMPLES, KEY_HELP
+
+    keys = [key for key, _, _ in config_keys()]
+    assert sorted(KEY_HELP) == sorted(keys)
+    assert all(len(text) > 10 for text in KEY_HELP.values())
+    assert set(KEY_EXAMPLES) <= set(keys)
