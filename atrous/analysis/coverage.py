@@ -322,11 +322,45 @@ def _needs_full(model: Any) -> bool:
 
 @dataclass(frozen=True)
 class CoverageRequest:
-    """One map to compute in ``coverage_maps``: which output, where, from which source."""
+    """One map to compute in ``coverage_maps``: which output, where, from which source.
+
+    Attributes:
+        output_index: a key of the dict ``forward`` returns, an index into a returned
+            tuple, or a submodule name (that module's output, e.g. a head's ASPP).
+        source: count paths from this tensor instead of the input (a submodule name or a
+            key of the returned dict).
+        location: output position, in output coordinates; default the centre.
+        over: instead of ``location``, an *input* position: the output position whose
+            cell contains it, ``floor((p + 0.5) * out / in)`` per axis. A pixel clicked
+            on the image names one position on every feature map this way.
+    """
 
     output_index: Any = None
     source: str | None = None
     location: Location | None = None
+    over: Location | None = None
+
+
+def _output_location(
+    request: CoverageRequest, spatial: tuple[int, ...], input_size: tuple[int, ...]
+) -> Location:
+    """The output position a request asks for, checked against the output's shape."""
+    if request.over is not None:
+        if len(request.over) != len(input_size) or any(
+            not 0 <= p < n for p, n in zip(request.over, input_size)
+        ):
+            raise ValueError(f"over={tuple(request.over)} is outside the input {input_size}")
+        location = tuple(
+            min(s - 1, int((p + 0.5) * s // n))
+            for p, s, n in zip(request.over, spatial, input_size)
+        )
+    elif request.location is None:
+        location = tuple(s // 2 for s in spatial)
+    else:
+        location = tuple(int(v) for v in request.location)
+    if len(location) != len(spatial) or any(not 0 <= v < s for v, s in zip(location, spatial)):
+        raise ValueError(f"location {location} is outside the output of spatial shape {spatial}")
+    return location
 
 
 def _run(
@@ -348,7 +382,9 @@ def _run(
     handles = []
     if isinstance(net, torch.nn.Module):
         modules = dict(net.named_modules())
-        for name in {r.source for r in requests if r.source is not None}:
+        wanted = {r.source for r in requests if r.source is not None}
+        wanted |= {r.output_index for r in requests if isinstance(r.output_index, str)}
+        for name in wanted:
             if name in modules:
 
                 def hook(_module: Any, _inputs: Any, output: Any, name: str = name) -> None:
@@ -360,7 +396,12 @@ def _run(
         with torch.enable_grad():
             raw = net(x)
             for index, request in enumerate(requests):
-                out = _select_output(raw, request.output_index)
+                key = request.output_index
+                named_module = isinstance(key, str) and not (isinstance(raw, dict) and key in raw)
+                if named_module and key in captured:
+                    out = captured[key]
+                else:
+                    out = _select_output(raw, key)
                 source = request.source
                 if source is None:
                     src = x
@@ -374,17 +415,7 @@ def _run(
                         f"source {source!r} is neither a submodule name nor a key of the "
                         f"model's output dict {keys}"
                     )
-                spatial = tuple(out.shape[2:])
-                location = request.location
-                if location is None:
-                    location = tuple(s // 2 for s in spatial)
-                location = tuple(int(v) for v in location)
-                if len(location) != len(spatial) or any(
-                    not 0 <= v < s for v, s in zip(location, spatial)
-                ):
-                    raise ValueError(
-                        f"location {location} is outside the output of spatial shape {spatial}"
-                    )
+                location = _output_location(request, tuple(out.shape[2:]), input_size)
                 seed = out[(0, slice(None), *location)].sum()
                 (grad,) = torch.autograd.grad(
                     seed, src, allow_unused=True, retain_graph=index < len(requests) - 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from torch import Tensor, nn
@@ -206,3 +207,96 @@ def stage_report(model: nn.Module, input_size: int | Sequence[int] = (257, 257))
         )
     )
     return rows
+
+
+# ----------------------------------------------------------------------------------------
+# The dilated stages seen from one pixel (the web page's explorer).
+
+
+@dataclass(frozen=True)
+class StageCoverage:
+    """Where one dilated stage looks from one pixel, on the feature map it reads.
+
+    Attributes:
+        name: the backbone stage, or ``"head"`` for the head's multi-rate module.
+        title: what to call it: the stage name, or the module's class (``"ASPP"``).
+        rates: its dilation rates (per block for a stage, per branch for ASPP).
+        source: the feature map it reads: the previous stage, or the head's deep input.
+        stride: that map's stride: each of its positions spans ``stride`` input pixels.
+        coverage: path counts on the source map to the stage's output position over
+            the pixel; zeros inside ``coverage.box`` are the stage's holes.
+    """
+
+    name: str
+    title: str
+    rates: tuple[int, ...]
+    source: str
+    stride: int
+    coverage: CoverageMap = field(repr=False, compare=False)
+
+
+def _rates_of(module: nn.Module) -> tuple[int, ...] | None:
+    """The rates of a multi-rate module (ASPP's ``rates``, a context module's ``dilations``)."""
+    for attribute in ("rates", "dilations"):
+        rates = getattr(module, attribute, None)
+        if isinstance(rates, (tuple, list)) and rates and all(isinstance(r, int) for r in rates):
+            return tuple(rates)
+    return None
+
+
+def _head_module(probe: _HeadProbe) -> tuple[str, nn.Module, tuple[int, ...]] | None:
+    """The first dilated multi-rate module of the head (ASPP, context module), if any."""
+    for name, module in probe.named_modules():
+        if not name.startswith("classifier"):
+            continue
+        rates = _rates_of(module)
+        if rates is not None and max(rates) > 1:
+            return name, module, rates
+    return None
+
+
+def dilated_stages_at(
+    model: nn.Module, input_size: int | Sequence[int], pixel: Sequence[int]
+) -> list[StageCoverage]:
+    """Coverage of every dilated stage at the pixel ``(y, x)``, each on the map it reads.
+
+    Gridding shows on the feature map a dilated stage reads, not at the image (see the
+    module docstring), and it depends on where the pixel is: near a border the field is
+    cut off. For each backbone stage with a rate above 1 this measures its output
+    position over ``pixel`` against the previous stage's map, and for a head with a
+    multi-rate module (ASPP, context module) that module against the head's deep input.
+    Image pooling is dropped (it reaches every position and would hide the holes).
+
+    Returns:
+        One ``StageCoverage`` per dilated stage, in network order; empty for a model
+        without ``backbone.feature_info`` (nothing to split into stages). The web
+        page's receptive-field explorer draws these maps.
+    """
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    infos = list(getattr(getattr(model, "backbone", None), "feature_info", []))
+    if not infos or not hasattr(model, "classifier") or not hasattr(model, "head_inputs"):
+        return []
+    probe = _HeadProbe(model)
+    over = tuple(int(v) for v in pixel)
+    # (name, title, rates, source, stride) of each dilated stage, and its map request.
+    found: list[tuple[str, str, tuple[int, ...], str, int]] = []
+    requests: list[CoverageRequest] = []
+    for previous, info in pairwise(infos):
+        rates = tuple(int(d) for d in info.dilation)
+        if max(rates) > 1:
+            found.append((info.name, info.name, rates, previous.name, int(previous.stride)))
+            requests.append(
+                CoverageRequest(output_index=info.name, source=previous.name, over=over)
+            )
+    head = _head_module(probe)
+    if head is not None:
+        name, module, rates = head
+        deep = probe.head_inputs[0]
+        stride = next(int(info.stride) for info in infos if info.name == deep)
+        found.append(("head", type(module).__name__, rates, deep, stride))
+        requests.append(CoverageRequest(output_index=name, source=deep, over=over))
+    if not requests:
+        return []
+    maps = coverage_maps(probe, input_size, requests, global_pooling="drop")
+    return [StageCoverage(*stage, coverage=coverage) for stage, coverage in zip(found, maps)]

@@ -47,7 +47,16 @@ from atrous.serve.limiter import (
 )
 from atrous.serve.metrics import Metrics
 from atrous.serve.middleware import ServiceMiddleware, error_response
-from atrous.serve.render import data_url, heatmap, label_png, png_bytes, side_by_side
+from atrous.serve.render import (
+    colour_stops,
+    count_range,
+    data_url,
+    heatmap,
+    label_png,
+    log_heatmap,
+    png_bytes,
+    side_by_side,
+)
 from atrous.serve.service import AllSet, ServedModel
 from atrous.serve.uploads import UploadError, decode_image, header_size, too_many_pixels
 
@@ -681,8 +690,12 @@ _RF_DOC = (
     "an image of the given size. The coverage map depends on the architecture only "
     "(not on the image or the weights). The ERF uses the model's weights: at the "
     "uploaded image when `image_id` names one, else averaged over random inputs. "
-    "`format=json` answers both as PNG data URLs with their statistics; `format=png` "
-    "as one image, coverage left, ERF right."
+    "`stages` lists every dilated stage (and a head's ASPP or context module) with its "
+    "coverage at the same pixel on the feature map it reads, where gridding shows: box, "
+    "hole fraction, lattice period, path-count range and a log-scale map, computed at "
+    "the image's own size (`stage_size`). Coverage maps use a log10 colour scale from "
+    "`paths.low` to `paths.high` (`colour_bars`). `format=json` answers the maps as PNG "
+    "data URLs with their statistics; `format=png` as one image, coverage left, ERF right."
 )
 _RF_OPTIONS = {
     "tags": ["analysis"],
@@ -820,6 +833,40 @@ def _answer(
     return JSONResponse(answer, headers=headers)
 
 
+COVERAGE_COLOURS = "viridis"
+ERF_COLOURS = "inferno"
+
+
+def _box(box: tuple[int, ...]) -> dict[str, int]:
+    return dict(zip(("y0", "y1", "x0", "x1"), (int(v) for v in box)))
+
+
+def _count_range(counts: np.ndarray) -> dict[str, float]:
+    low, high = count_range(counts)
+    return {"low": low, "high": high}
+
+
+def _stage_answer(stage: Any) -> dict[str, Any]:
+    """One dilated stage's coverage at the clicked pixel, on the map it reads."""
+    coverage = stage.coverage
+    height, width = coverage.counts.shape
+    period = coverage.grid_period if coverage.is_grid else None
+    return {
+        "name": stage.name,
+        "title": stage.title,
+        "rates": list(stage.rates),
+        "source": stage.source,
+        "stride": stage.stride,
+        "grid": {"width": width, "height": height},
+        "location": {"x": coverage.location[1], "y": coverage.location[0]},
+        "box": _box(coverage.box),
+        "hole_fraction": coverage.hole_fraction,
+        "lattice": None if period is None else {"y": period[0], "x": period[1]},
+        "paths": _count_range(coverage.counts),
+        "png": data_url(png_bytes(log_heatmap(coverage.counts, colormap=COVERAGE_COLOURS))),
+    }
+
+
 def _field_answer(
     model: ServedModel,
     view: Any,
@@ -828,12 +875,13 @@ def _field_answer(
     config: ServeConfig,
 ) -> Response:
     """The /v1/receptive-field answer (runs in a thread: heat maps and PNG encoding)."""
-    coverage_image = heatmap(view.coverage, colormap="viridis")
-    erf_image = heatmap(view.erf, colormap="inferno", gamma=0.5)
+    coverage_image = log_heatmap(view.coverage, colormap=COVERAGE_COLOURS)
+    erf_image = heatmap(view.erf, colormap=ERF_COLOURS, gamma=0.5)
     if format == "png":
         return Response(png_bytes(side_by_side(coverage_image, erf_image)), 200, None, "image/png")
     height, width = view.analysed_size
     max_paths = float(view.coverage.max())
+    stage_height, stage_width = view.stage_size or view.analysed_size
     return JSONResponse(
         {
             "model": model.name,
@@ -848,13 +896,28 @@ def _field_answer(
                 else f"computed at the image size {width}x{height}"
             ),
             "coverage": {
-                "box": dict(zip(("y0", "y1", "x0", "x1"), view.box)),
+                "box": _box(view.box),
                 "hole_fraction": view.hole_fraction,
                 # A string: JavaScript numbers lose integers above 2**53.
                 "max_paths": str(round(max_paths)),
                 "max_paths_exact": max_paths <= EXACT_INTEGER_LIMIT,
+                "paths": _count_range(view.coverage),
                 "depends_on": "architecture only: the same for every image and weights",
                 "png": data_url(png_bytes(coverage_image)),
+            },
+            "stages": [_stage_answer(stage) for stage in view.stages],
+            "stage_size": {"width": stage_width, "height": stage_height},
+            "colour_bars": {
+                "coverage": {
+                    "colours": colour_stops(COVERAGE_COLOURS),
+                    "scale": "log10",
+                    "label": "paths per position (log scale)",
+                },
+                "erf": {
+                    "colours": colour_stops(ERF_COLOURS),
+                    "scale": "sqrt",
+                    "label": "|gradient|, share of the peak (square-root scale)",
+                },
             },
             "erf": {
                 "radius_50": round(view.erf_radius, 2),

@@ -70,6 +70,10 @@ class ReceptiveFieldView:
             random inputs.
         erf_radius: radius in grid pixels holding half of the ERF's mass.
         erf_on_image: whether ``erf`` was computed on the uploaded image.
+        stages: each dilated stage's coverage at the pixel, on the feature map it reads
+            (``atrous.analysis.model_report.dilated_stages_at``); where gridding shows.
+        stage_size: ``(height, width)`` of the image the stages were analysed at: the
+            image itself, shrunk when its longest side exceeds ``MAX_STAGE_SIDE``.
     """
 
     analysed_size: tuple[int, int]
@@ -81,6 +85,19 @@ class ReceptiveFieldView:
     erf: np.ndarray
     erf_radius: float
     erf_on_image: bool = False
+    stages: tuple[Any, ...] = ()
+    stage_size: tuple[int, int] | None = None
+
+
+MAX_STAGE_SIDE = 1024
+"""Longest image side at which the dilated stages are analysed.
+
+Gridding lives on the feature maps, whose size follows the image: ASPP's rate 18 on the
+30-position-wide stride-16 map of a 480-pixel photo reaches past its border, on the
+map of a 128-pixel thumbnail it reaches nothing. So stages are analysed at the image's
+own size (coverage maps are cheap: well under a second at 1024 pixels for the shipped
+models), shrunk only beyond this side.
+"""
 
 
 def analysis_grid(
@@ -441,6 +458,8 @@ class ServedModel:
                 self._coverage_cache[key] = coverage
                 while len(self._coverage_cache) > 64:
                     self._coverage_cache.popitem(last=False)
+            stage_size, stage_location, _ = analysis_grid(image_size, location, MAX_STAGE_SIDE)
+            stages = self._stages_at(stage_size, stage_location)
             if image is None:
                 erf = effective_receptive_field(
                     self.model, input_size=grid, samples=self.erf_samples, location=grid_location
@@ -461,7 +480,22 @@ class ServedModel:
             erf=erf_map,
             erf_radius=float(erf.radius(0.5)),
             erf_on_image=image is not None,
+            stages=stages,
+            stage_size=stage_size,
         )
+
+    def _stages_at(self, size: tuple[int, int], pixel: tuple[int, int]) -> tuple[Any, ...]:
+        """The dilated stages' coverage at ``pixel`` (cached: architecture only)."""
+        from atrous.analysis.model_report import dilated_stages_at
+
+        key = ("stages", size, pixel)
+        stages = self._coverage_cache.get(key)
+        if stages is None:
+            stages = tuple(dilated_stages_at(self.model, size, pixel))
+            self._coverage_cache[key] = stages
+            while len(self._coverage_cache) > 64:
+                self._coverage_cache.popitem(last=False)
+        return stages
 
     def _erf_at(self, image: np.ndarray, location: tuple[int, int]) -> Any:
         """|d logits(location) / d input| at this image, summed over classes and channels.

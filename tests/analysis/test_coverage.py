@@ -214,6 +214,30 @@ def test_dict_output_source_and_errors() -> None:
         coverage_map(net, (15, 15), location=(20, 3))
 
 
+def test_a_submodules_output_and_the_position_over_an_input_pixel() -> None:
+    from atrous.analysis import CoverageRequest, coverage_maps
+
+    # Stride 2, then a rate-2 conv: the 8x10 map of a 16x20 input; its position over input
+    # pixel (p + 0.5) * 8 / 16 for rows, the same for columns.
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, padding=2, dilation=2)
+    )
+    over, at = coverage_maps(
+        net,
+        (16, 20),
+        [
+            CoverageRequest(output_index="1", source="0", over=(13, 2)),
+            CoverageRequest(source="0", location=(6, 1)),
+        ],
+    )
+    assert over.location == (6, 1)
+    np.testing.assert_array_equal(over.counts, at.counts)
+    # Rows 4, 6 (8 is off the map), columns 1 and 3 (-1 is off): cut by the border.
+    assert over.grid_period == (2, 2) and over.box == (4, 7, 1, 4)
+    with pytest.raises(ValueError, match="outside the input"):
+        coverage_maps(net, (16, 20), [CoverageRequest(over=(16, 0))])
+
+
 def test_dilated_resnet_collapsed_equals_full_channel_reference() -> None:
     pytest.importorskip("torchvision")
     from torchvision.models._utils import IntermediateLayerGetter

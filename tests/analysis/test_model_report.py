@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,3 +70,53 @@ def test_analysis_imports_nothing_from_engine_data_serve_or_models() -> None:
         assert not any(f"from {name}" in text or f"import {name}" in text for name in forbidden), (
             path
         )
+
+
+def test_dilated_stages_at_a_pixel_show_the_lattice_where_the_pixel_is() -> None:
+    from atrous.analysis.model_report import dilated_stages_at
+
+    model = _build("dilated_net", rates=(2, 2, 2), width=4)
+    # Stem stride 2: the pixel (y=40, x=30) of an 81x101 image sits over position (20, 15)
+    # of the 41x51 stem map; rates 2,2,2 reach a 13x13 box there, even offsets only.
+    (body,) = dilated_stages_at(model, (81, 101), (40, 30))
+    assert (body.name, body.source, body.stride, body.rates) == ("body", "stem", 2, (2, 2, 2))
+    assert body.coverage.location == (20, 15)
+    assert body.coverage.box == (14, 27, 9, 22)
+    assert body.coverage.hole_fraction == pytest.approx(1 - (7 / 13) ** 2)
+    assert body.coverage.grid_period == (2, 2)
+    # Near the corner the field is cut off by the map's border: another map, fewer holes.
+    (corner,) = dilated_stages_at(model, (81, 101), (0, 0))
+    assert corner.coverage.box == (0, 7, 0, 7)
+    assert not np.array_equal(corner.coverage.counts, body.coverage.counts)
+
+
+def test_dilated_stages_at_include_the_heads_aspp() -> None:
+    from atrous.analysis.model_report import dilated_stages_at
+
+    model = _build("deeplabv3", backbone="resnet18", output_stride=16)
+    stages = dilated_stages_at(model, (360, 480), (250, 300))
+    assert [(s.name, s.title, s.rates, s.source) for s in stages] == [
+        ("layer4", "layer4", (1, 2), "layer3"),
+        ("head", "ASPP", (6, 12, 18), "layer4"),
+    ]
+    aspp = stages[-1].coverage
+    # Over pixel (250, 300) of a 360x480 image: position (16, 18) of the 23x30 map. The
+    # 1x1 branch and the centre taps of the three 3x3 branches all reach that position.
+    assert aspp.counts.shape == (23, 30) and aspp.location == (16, 18)
+    assert aspp.counts[16, 18] == 4 and aspp.grid_period == (6, 6)
+    reached = {(int(y) - 16, int(x) - 18) for y, x in zip(*np.nonzero(aspp.counts))}
+    assert reached == {
+        (dy * r, dx * r)
+        for r in (6, 12, 18)
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+        if 0 <= 16 + dy * r < 23 and 0 <= 18 + dx * r < 30
+    }
+
+
+def test_dilated_stages_at_need_a_segmentor() -> None:
+    from atrous.analysis.model_report import dilated_stages_at
+
+    assert dilated_stages_at(torch.nn.Conv2d(3, 3, 3, padding=2, dilation=2), 16, (3, 3)) == []
+    undilated = _build("deeplabv3", backbone="resnet18", output_stride=32, aspp_rates=(1, 1, 1))
+    assert dilated_stages_at(undilated, 64, (10, 10)) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -138,6 +139,86 @@ def test_upload_overlay_toggle_and_click(page: object, server_url: str, tmp_path
         # The heat map is drawn over a dimmed image: some pixels are far brighter.
         dimmed = original * 0.45
         assert (np.abs(field - dimmed).max(axis=2) > 30).sum() > 10, canvas_id
+
+
+def click_and_wait(page: object, fx: float, fy: float) -> tuple[int, int]:
+    """Click the overlay at fractions of its size; wait for that pixel's explorer."""
+    box = page.locator("#view").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    x = min(95, int(fx * 96))
+    page.wait_for_function(
+        "([x]) => document.getElementById('rf').dataset.state === 'ready' &&"
+        " /pixel \\((\\d+), \\d+\\)$/.test(document.getElementById('rf-title').textContent) &&"
+        " Math.abs(Number(document.getElementById('rf-title').textContent"
+        ".match(/pixel \\((\\d+)/)[1]) - x) <= 1",
+        arg=[x],
+    )
+    clicked = re.search(r"pixel \((\d+), (\d+)\)$", page.inner_text("#rf-title"))
+    return int(clicked[1]), int(clicked[2])
+
+
+def test_explorer_follows_the_click_with_its_box_and_colour_bar(
+    page: object, server_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "scene.png"
+    scene().save(path)
+    page.goto(server_url + "/")
+    page.wait_for_selector("#status[data-state=ready]")
+    page.set_input_files("#file", str(path))
+    page.wait_for_selector("#view[data-state=segmented]")
+
+    near = click_and_wait(page, 0.1, 0.15)
+    first = canvas_rgb(page, "coverage")
+    first_box = json.loads(page.get_attribute("#coverage", "data-box"))
+    first_stats = page.inner_text("#rf-stats")
+    far = click_and_wait(page, 0.9, 0.85)
+    second = canvas_rgb(page, "coverage")
+    second_box = json.loads(page.get_attribute("#coverage", "data-box"))
+    assert near != far and first_box != second_box
+    # The coverage panel follows the click: most of it changes between the two clicks.
+    assert (np.abs(first - second).max(axis=2) > 30).mean() > 0.2
+
+    # The dilated stage is shown on the map it reads, its field's box framed in white.
+    assert page.get_attribute("#coverage", "data-view") == "stage:body"
+    x0, y0, x1, y1 = second_box
+    assert x0 < far[0] < x1 and y0 < far[1] < y1
+    white = np.all(second == 255, axis=2)
+    assert white[y0, x0:x1].all() and white[y1 - 1, x0:x1].all()
+    assert white[y0:y1, x0].all() and white[y0:y1, x1 - 1].all()
+
+    # Colour bars: the colormap from its first colour to its last, ticks and a label.
+    for bar_id, label in (("coverage", "paths per position (log scale)"), ("erf", "square-root")):
+        bar = canvas_rgb(page, f"{bar_id}-bar")
+        assert np.abs(bar[6, 0] - bar[6, -1]).max() > 100, bar_id
+        ticks = page.locator(f"#{bar_id}-scale .ticks span").all_inner_texts()
+        assert ticks and all(ticks), bar_id
+        assert label in page.inner_text(f"#{bar_id}-scale .bar-label")
+    viridis_first, viridis_last = (68, 1, 84), (253, 231, 37)
+    bar = canvas_rgb(page, "coverage-bar")
+    assert np.abs(bar[6, 0] - viridis_first).max() <= 6
+    assert np.abs(bar[6, -1] - viridis_last).max() <= 6
+
+    # One number format for path counts, the note on stride lattices and holes shown.
+    for stats in (first_stats, page.inner_text("#rf-stats")):
+        assert "e+" not in stats and "about" not in stats and "paths per position" in stats
+    assert "stride pattern" in page.inner_text("#lattice-note")
+
+    # The other views: the whole network at the image.
+    page.click("#coverage-views button[data-key=image]")
+    assert page.get_attribute("#coverage", "data-view") == "image"
+    assert "whole network" in page.inner_text("#rf-stats")
+
+    # A new file clears the explorer and its title.
+    other = tmp_path / "other.png"
+    scene().transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    page.set_input_files("#file", str(other))
+    page.wait_for_function(
+        "document.getElementById('rf-title').textContent === 'Receptive field'"
+        " && document.getElementById('rf').hidden"
+    )
+    page.wait_for_selector("#view[data-state=segmented]")
+    assert page.inner_text("#rf-title") == "Receptive field"
+    assert not page.is_visible("#rf") and page.inner_text("#rf-stats") == ""
 
 
 def test_bad_upload_shows_the_servers_reason(page: object, server_url: str, tmp_path: Path) -> None:

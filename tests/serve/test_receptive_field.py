@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,71 @@ def test_unknown_or_mismatched_image_id_is_refused(client: TestClient) -> None:
     ).json()["image_id"]
     wrong = client.get(f"/v1/receptive-field?x=0&y=0&width=4&height=4&image_id={image_id}")
     assert wrong.status_code == 422 and wrong.json()["error"] == "size_mismatch"
+
+
+def test_dilated_stages_are_measured_at_the_image_size_on_their_maps(
+    client: TestClient, model_dir: Path
+) -> None:
+    from atrous.analysis.model_report import dilated_stages_at
+
+    # 480x320 is analysed on a 48x32 grid for the ERF, but the stages at the image size:
+    # gridding lives on the feature maps the network builds for this image.
+    body = client.get("/v1/receptive-field?x=400&y=50&width=480&height=320").json()
+    assert body["stage_size"] == {"width": 480, "height": 320}
+    model = load_pretrained(model_dir)
+    expected = dilated_stages_at(model, (320, 480), (50, 400))
+    assert [stage["name"] for stage in body["stages"]] == [s.name for s in expected] == ["body"]
+    (stage,), (reference,) = body["stages"], expected
+    coverage = reference.coverage
+    assert stage["source"] == "stem" and stage["stride"] == 2 and stage["rates"] == [1, 2, 5, 9]
+    assert stage["grid"] == {"width": 240, "height": 160}
+    assert stage["location"] == {"x": 200, "y": 25}
+    assert list(stage["box"].values()) == list(coverage.box)
+    assert stage["hole_fraction"] == coverage.hole_fraction == 0.0
+    reached = coverage.counts[coverage.counts > 0]
+    assert stage["paths"] == {"low": reached.min(), "high": reached.max()}
+    heat = decode(stage["png"])
+    assert heat.shape == (160, 240, 4)
+    np.testing.assert_array_equal(heat[..., 3] > 0, coverage.counts > 0)
+    # Log scale, opaque where reached: the fewest paths get the colour bar's first
+    # colour, the most its last.
+    bar = body["colour_bars"]["coverage"]
+    assert bar["scale"] == "log10" and "log" in bar["label"]
+    first, last = (tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in bar["colours"][::15])
+    assert tuple(heat[coverage.counts == reached.min()][0, :3]) == first
+    assert tuple(heat[coverage.counts == reached.max()][0, :3]) == last
+    assert body["colour_bars"]["erf"]["scale"] == "sqrt"
+
+
+@pytest.fixture(scope="module")
+def gridded_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A model whose body (rates 2, 2, 2) grids: every other stem position is a hole."""
+    import torch
+
+    from atrous.models import build_model, save_pretrained
+    from atrous.serve import ServeConfig, create_app
+    from tests.serve.conftest import BASE_URL, wait_ready
+
+    torch.manual_seed(0)
+    model = build_model("dilated_net", num_classes=3, width=4, rates=(2, 2, 2))
+    folder = save_pretrained(model, tmp_path_factory.mktemp("gridded"))
+    config = ServeConfig(model=str(folder), max_analysis_side=48, erf_samples=1)
+    with TestClient(create_app(config), base_url=BASE_URL) as test_client:
+        wait_ready(test_client)
+        yield test_client
+
+
+def test_a_gridded_stage_shows_its_holes_where_the_pixel_is(gridded_client: TestClient) -> None:
+    middle = gridded_client.get("/v1/receptive-field?x=50&y=40&width=100&height=80").json()
+    corner = gridded_client.get("/v1/receptive-field?x=0&y=0&width=100&height=80").json()
+    (stage,), (cut,) = middle["stages"], corner["stages"]
+    # Rates 2, 2, 2 on the 40x50 stem map: a 13x13 box, even offsets only.
+    assert stage["location"] == {"x": 25, "y": 20}
+    assert stage["box"] == {"y0": 14, "y1": 27, "x0": 19, "x1": 32}
+    assert stage["hole_fraction"] == pytest.approx(1 - (7 / 13) ** 2)
+    assert stage["lattice"] == {"y": 2, "x": 2}
+    # At the corner the field is cut off: another box, another map.
+    assert cut["box"] == {"y0": 0, "y1": 7, "x0": 0, "x1": 7}
+    assert decode(cut["png"]).tolist() != decode(stage["png"]).tolist()
+    # At the image the stem fills the holes: the whole network reaches every pixel.
+    assert middle["coverage"]["hole_fraction"] == 0.0

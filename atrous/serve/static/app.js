@@ -12,6 +12,8 @@ const state = {
   click: null,      // {x, y} of the last clicked pixel
   imageId: null,    // the server's id of the upload: the ERF is computed on it
   rfJob: null,      // AbortController of the receptive-field request in flight
+  field: null,      // the last /v1/receptive-field answer shown
+  coverageView: null, // key of the coverage view the reader chose ("image", "stage:<name>")
   segmentJob: null, // AbortController of the segmentation in flight
 };
 
@@ -229,6 +231,8 @@ async function segment(file) {
   $("rf").hidden = true;
   $("result").hidden = true;  // never show the last image's result under a new upload
   $("rf-title").textContent = "Receptive field";
+  $("rf-stats").textContent = "";
+  state.field = null;
   if (state.rfJob) state.rfJob.abort();
   if (state.segmentJob) state.segmentJob.abort();
   const job = new AbortController();
@@ -280,25 +284,195 @@ async function segment(file) {
   }
 }
 
-function drawField(canvasId, pngUrl) {
+// -- the receptive-field explorer -------------------------------------------------------
+
+// Path counts in one format everywhere (statistics and colour bars): below 1000 as
+// they are (3 significant digits), above as m × 10ⁿ. Counts arrive as numbers or as
+// strings (exact integers beyond 2^53); three digits are all a reader compares.
+const SUPERSCRIPTS = { "-": "⁻", 0: "⁰", 1: "¹", 2: "²", 3: "³", 4: "⁴", 5: "⁵", 6: "⁶", 7: "⁷", 8: "⁸", 9: "⁹" };
+function formatCount(value) {
+  const count = Number(value);
+  if (!(count > 0)) return "0";
+  if (count < 1000) return String(Number(count.toPrecision(3)));
+  const [mantissa, exponent] = count.toExponential(2).split("e");
+  const power = String(Number(exponent)).split("").map((c) => SUPERSCRIPTS[c]).join("");
+  return `${mantissa} × 10${power}`;
+}
+
+function loadImage(url) {
   return new Promise((resolve, reject) => {
-    const heat = new Image();
-    heat.onload = () => {
-      const canvas = $(canvasId);
-      canvas.width = state.width;
-      canvas.height = state.height;
-      const ctx = canvas.getContext("2d");
-      ctx.drawImage(state.bitmap, 0, 0, state.width, state.height);
-      ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
-      ctx.fillRect(0, 0, state.width, state.height);
-      ctx.imageSmoothingEnabled = false;  // keep the holes of the coverage map sharp
-      ctx.drawImage(heat, 0, 0, state.width, state.height);
-      drawMarker(ctx, state.click.x, state.click.y, state.width);
-      resolve();
-    };
-    heat.onerror = () => reject(new Error("could not decode the map"));
-    heat.src = pngUrl;
+    const image = new Image();
+    image.onload = () => resolve(image);
+    image.onerror = () => reject(new Error("could not decode a map"));
+    image.src = url;
   });
+}
+
+// The coverage views of one answer: each dilated stage on the map it reads, then the
+// whole network at the image. A map of N positions spans the image's width W, one
+// position per W / N pixels (about `stride`): the same correspondence the network's
+// bilinear upsampling of its logits uses, and the one the server maps the click with.
+function coverageViews(field) {
+  const views = field.stages.map((stage) => {
+    const cellX = state.width / stage.grid.width;
+    const cellY = state.height / stage.grid.height;
+    return {
+      key: `stage:${stage.name}`,
+      label: `${stage.title} · rates ${stage.rates.join(", ")}`,
+      stage, cellX, cellY,
+      columns: stage.grid.width, rows: stage.grid.height,
+      box: stage.box, holes: stage.hole_fraction, paths: stage.paths, png: stage.png,
+    };
+  });
+  const size = field.analysed_size;
+  views.push({
+    key: "image", label: "whole network, at the image", stage: null,
+    cellX: state.width / size.width, cellY: state.height / size.height,
+    columns: size.width, rows: size.height,
+    box: field.coverage.box, holes: field.coverage.hole_fraction,
+    paths: field.coverage.paths, png: field.coverage.png,
+  });
+  return views;
+}
+
+// The view shown first: the one the reader chose last, else the one with most holes
+// (the deepest on a tie), which is where gridding shows.
+function pickView(views) {
+  const kept = views.find((view) => view.key === state.coverageView);
+  if (kept) return kept;
+  let best = views[views.length - 1];
+  for (const view of views) if (view.holes > best.holes || (view.holes === best.holes && view.stage)) best = view;
+  return best;
+}
+
+function drawBase(canvas) {
+  canvas.width = state.width;
+  canvas.height = state.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(state.bitmap, 0, 0, state.width, state.height);
+  ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
+  ctx.fillRect(0, 0, state.width, state.height);
+  ctx.imageSmoothingEnabled = false;  // keep the cells and holes sharp
+  return ctx;
+}
+
+// A solid white frame along the inside of the box [x0, x1) x [y0, y1): the field's
+// extent, visible even when the field fills the whole image.
+function drawBox(ctx, x0, y0, x1, y1) {
+  const line = Math.max(1, Math.round(Math.max(state.width, state.height) / 240));
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(x0, y0, x1 - x0, line);
+  ctx.fillRect(x0, y1 - line, x1 - x0, line);
+  ctx.fillRect(x0, y0, line, y1 - y0);
+  ctx.fillRect(x1 - line, y0, line, y1 - y0);
+}
+
+function drawCoverage(view) {
+  const canvas = $("coverage");
+  const ctx = drawBase(canvas);
+  const x0 = Math.round(view.box.x0 * view.cellX);
+  const x1 = Math.round(view.box.x1 * view.cellX);
+  const y0 = Math.round(view.box.y0 * view.cellY);
+  const y1 = Math.round(view.box.y1 * view.cellY);
+  // Inside the box, a pale wash: holes (transparent in the map) show as pale photo.
+  ctx.fillStyle = "rgba(255, 255, 255, 0.4)";
+  ctx.fillRect(x0, y0, x1 - x0, y1 - y0);
+  ctx.drawImage(view.image, 0, 0, view.columns * view.cellX, view.rows * view.cellY);
+  drawBox(ctx, x0, y0, x1, y1);
+  drawMarker(ctx, state.click.x, state.click.y, state.width);
+  canvas.dataset.box = JSON.stringify([x0, y0, x1, y1]);
+  canvas.dataset.view = view.key;
+}
+
+function drawErf(image) {
+  const ctx = drawBase($("erf"));
+  ctx.drawImage(image, 0, 0, state.width, state.height);
+  drawMarker(ctx, state.click.x, state.click.y, state.width);
+}
+
+// A colour bar: the colormap's stops left to right, tick labels under it.
+function drawColourBar(scaleId, colours, ticks, label) {
+  const box = $(scaleId);
+  const canvas = box.querySelector("canvas");
+  const ctx = canvas.getContext("2d");
+  const gradient = ctx.createLinearGradient(0, 0, canvas.width, 0);
+  colours.forEach((colour, i) => gradient.addColorStop(i / (colours.length - 1), colour));
+  ctx.fillStyle = gradient;
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const row = box.querySelector(".ticks");
+  row.replaceChildren(...ticks.map((text) => {
+    const tick = document.createElement("span");
+    tick.textContent = text;
+    return tick;
+  }));
+  box.querySelector(".bar-label").textContent = label;
+}
+
+function countTicks(paths) {
+  if (!(paths.high > paths.low)) return [formatCount(paths.high)];
+  const middle = Math.sqrt(paths.low * paths.high);  // half way on the log scale
+  return [formatCount(paths.low), formatCount(middle), formatCount(paths.high)];
+}
+
+function describeCoverage(view, field) {
+  const pxX = (cells) => Math.round(cells * view.cellX);
+  const pxY = (cells) => Math.round(cells * view.cellY);
+  const box = view.box;
+  const side = `${box.x1 - box.x0}×${box.y1 - box.y0}`;
+  const holes = view.holes > 0
+    ? `${(100 * view.holes).toFixed(1)} % of it holes` + (view.stage && view.stage.lattice
+      ? `, on a lattice of period ${view.stage.lattice.x} (gridding)` : "")
+    : "no holes";
+  const paths = `up to ${formatCount(view.paths.high)} paths per position`;
+  if (view.stage) {
+    const s = view.stage;
+    return `${s.title} (rates ${s.rates.join(", ")}) reads ${s.source}, a stride-${s.stride} map of ` +
+      `${view.columns}×${view.rows} positions. From the clicked pixel its field spans ${side} positions ` +
+      `(${pxX(box.x1 - box.x0)}×${pxY(box.y1 - box.y0)} px of the image), ${holes}; ${paths}.`;
+  }
+  return `The whole network at the image: a field of ${pxX(box.x1 - box.x0)}×${pxY(box.y1 - box.y0)} px, ` +
+    `${holes}, ${paths}. ${field.note[0].toUpperCase()}${field.note.slice(1)}.`;
+}
+
+function coverageCaption(view) {
+  if (!view.stage) {
+    return "Coverage of the whole network: how many paths lead from each input pixel to " +
+      "the clicked one. It depends on the architecture only: the same for every photo " +
+      "and every set of weights; the photo is drawn under it for orientation.";
+  }
+  const s = view.stage;
+  return `Coverage of ${s.title} on the map it reads (${s.source}, one cell per ${s.stride} image pixels): ` +
+    `each coloured cell is a position of that map from which paths lead to ${s.title}'s output ` +
+    "over the clicked pixel. The architecture alone decides it, not the photo or the weights.";
+}
+
+function showView(view) {
+  state.coverageView = view.key;
+  for (const button of $("coverage-views").querySelectorAll("button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.key === view.key));
+  }
+  drawCoverage(view);
+  const bar = state.field.colour_bars.coverage;
+  drawColourBar("coverage-scale", bar.colours, countTicks(view.paths), bar.label);
+  $("coverage-caption").textContent = coverageCaption(view);
+  const field = state.field;
+  const scale = 1 / field.scale;
+  $("rf-stats").textContent = describeCoverage(view, field) +
+    " Coverage depends on the architecture only, not on this photo. " +
+    `Half of the ERF's mass lies within ${(field.erf.radius_50 * scale).toFixed(1)} px` +
+    (field.erf.on_image ? ", computed on this photo with the model's weights." : ", averaged over random inputs.");
+}
+
+function renderViewButtons(views) {
+  const group = $("coverage-views");
+  group.replaceChildren(...views.map((view) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.key = view.key;
+    button.textContent = view.label;
+    button.addEventListener("click", () => showView(view));
+    return button;
+  }));
 }
 
 async function showReceptiveField(x, y) {
@@ -320,20 +494,17 @@ async function showReceptiveField(x, y) {
       return;
     }
     const field = await response.json();
+    const views = coverageViews(field);
+    const [erf, ...maps] = await Promise.all([field.erf.png, ...views.map((v) => v.png)].map(loadImage));
     if (state.rfJob !== job) return;  // a newer click took over while we decoded
-    await Promise.all([drawField("coverage", field.coverage.png), drawField("erf", field.erf.png)]);
-    const box = field.coverage.box;
-    const scale = 1 / field.scale;
-    const boxSide = `${Math.round((box.x1 - box.x0) * scale)}×${Math.round((box.y1 - box.y0) * scale)}`;
-    // max_paths is a string: JavaScript numbers lose integers above 2^53.
-    const paths = field.coverage.max_paths_exact ? field.coverage.max_paths : `about ${Number(field.coverage.max_paths).toExponential(3)}`;
+    views.forEach((view, i) => { view.image = maps[i]; });
+    state.field = field;
+    renderViewButtons(views);
+    drawErf(erf);
+    const erfBar = field.colour_bars.erf;
+    drawColourBar("erf-scale", erfBar.colours, ["0", "0.25", "1"], erfBar.label);
+    showView(pickView(views));
     $("rf-title").textContent = `Where the network looks from pixel (${x}, ${y})`;
-    $("rf-stats").textContent =
-      `Theoretical field ${boxSide} px in the image, ${(100 * field.coverage.hole_fraction).toFixed(1)} % of it never reached (holes), ` +
-      `up to ${paths} paths per pixel; the coverage map depends on the architecture only, not on this photo. ` +
-      `Half of the ERF's mass lies within ${(field.erf.radius_50 * scale).toFixed(1)} px` +
-      (field.erf.on_image ? ", computed on this photo with the model's weights. " : ", averaged over random inputs. ") +
-      `${field.note[0].toUpperCase()}${field.note.slice(1)}.`;
     panel.hidden = false;
     panel.dataset.state = "ready";
   } catch (error) {
