@@ -6,6 +6,9 @@ through ``atomic_write``: the data go to a temporary name in the same folder, th
 part of one. When writing fails the temporary file is removed, the previous file is
 left as it was, and the error names the file the user asked for, with the system's
 words ("No space left on device", "Read-only file system").
+
+Files atrous can rebuild (the sample-check cache, converted models) go under
+``user_cache_dir()``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,20 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+CACHE_ENV = "ATROUS_CACHE_DIR"
+
+
+def user_cache_dir() -> Path:
+    """``$ATROUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/atrous``, else ``~/.cache/atrous``.
+
+    One place decides it, so every cache atrous keeps moves together when a user points
+    the variable elsewhere (a larger disk, a scratch folder in tests).
+    """
+    folder = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "atrous"
+    )
+    return Path(folder)
 
 
 def atomic_write(

@@ -150,3 +150,18 @@ def test_a_model_save_on_a_read_only_disk_keeps_the_previous_model(
     assert caught.value.filename == str(folder / "model.safetensors")
     assert _files(folder) == before
     assert load_pretrained(folder).config["width"] == 4
+
+
+def test_the_user_cache_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atrous.files import user_cache_dir
+
+    monkeypatch.setenv("ATROUS_CACHE_DIR", str(tmp_path / "a"))
+    assert user_cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("ATROUS_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir() == tmp_path / "xdg" / "atrous"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert user_cache_dir() == tmp_path / "home" / ".cache" / "atrous"

@@ -23,19 +23,16 @@ from typing import Any
 
 from atrous.data import SegmentationDataset
 from atrous.data.io import DataError
+from atrous.files import user_cache_dir
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "ATROUS_CACHE_DIR"
 CACHE_FILE = "checked_samples.json"
 
 
 def cache_path() -> Path:
     """``$ATROUS_CACHE_DIR/checked_samples.json`` (default ``~/.cache/atrous``)."""
-    folder = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "atrous"
-    )
-    return Path(folder) / CACHE_FILE
+    return user_cache_dir() / CACHE_FILE
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from atrous.infer.logits import model_logits
+from atrous.infer.packages import MissingPackageError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -259,10 +260,6 @@ REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 Size = tuple[int, int]
-
-
-class MissingPackageError(ImportError):
-    """A benchmark variant's runtime is not installed; the variant is skipped, not failed."""
 
 
 def check_packages(key: str) -> None:

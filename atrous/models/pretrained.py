@@ -162,6 +162,23 @@ def class_dependent_keys(config: dict[str, Any], num_classes: int) -> list[str]:
     return [key for key, tensor in own.items() if other[key].shape != tensor.shape]
 
 
+def artifact_home(model: Any) -> Path | None:
+    """The folder where files derived from ``model`` (a converted OpenVINO graph) may be
+    kept beside it: the saved folder ``load_pretrained`` read it from.
+
+    None for a model built in memory and for a shipped model, whose folder is part of the
+    installed package (a wheel or a source checkout, not a place for caches): their
+    derived files go to the user cache (``atrous.infer.cache.artifact_folder``).
+    """
+    source = getattr(model, "source_dir", None)
+    if source is None:
+        return None
+    source = Path(source).resolve()
+    if source.is_relative_to(SHIPPED_DIR.resolve()):
+        return None
+    return source
+
+
 def load_pretrained(
     name_or_dir: str | os.PathLike[str],
     *,
@@ -183,7 +200,8 @@ def load_pretrained(
         num_classes: the class count wanted (default: the saved model's).
 
     Returns:
-        The model in eval mode, with ``class_names`` and ``palette`` set.
+        The model in eval mode, with ``class_names`` and ``palette`` set and
+        ``source_dir`` naming the folder it was read from.
     """
     from atrous.models.registry import MODELS, build_model
 
@@ -223,6 +241,7 @@ def load_pretrained(
         )
     model.to(map_location)
     model.metadata = document.get("metadata") or {}
+    model.source_dir = directory.resolve()
     if swap:
         model.class_names = None
         model.palette = None

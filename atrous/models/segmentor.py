@@ -8,6 +8,7 @@ request, and enough metadata (``config``, class names, palette) to save and rebu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
@@ -62,6 +63,7 @@ class Segmentor(nn.Module):
         self.class_names: list[str] | None = None
         self.palette: list[tuple[int, int, int]] | None = None
         self.metadata: dict[str, Any] = {}  # filled by load_pretrained
+        self.source_dir: Path | None = None  # the folder load_pretrained read it from
 
     @property
     def output_stride(self) -> int:

@@ -144,3 +144,24 @@ def test_shipped_models_are_saved_in_the_current_form() -> None:
         document = json.loads((SHIPPED_DIR / name / "config.json").read_text())
         assert not set(LEGACY_SCHEDULE_OPTIONS) & set(document["model"]), name
         assert "dilation_schedule" in document["model"], name
+
+
+def test_a_loaded_model_knows_its_folder(tmp_path: Path) -> None:
+    from atrous.models.pretrained import artifact_home
+
+    save_pretrained(_tiny(), tmp_path / "m")
+    loaded = load_pretrained(str(tmp_path / "m"))
+    assert loaded.source_dir == (tmp_path / "m").resolve()
+    assert artifact_home(loaded) == (tmp_path / "m").resolve()
+    assert _tiny().source_dir is None and artifact_home(_tiny()) is None
+
+
+def test_a_shipped_model_keeps_its_derived_files_out_of_the_package() -> None:
+    from atrous.models import shipped_models
+    from atrous.models.pretrained import SHIPPED_DIR, artifact_home
+
+    if not shipped_models():
+        pytest.skip("no shipped model in this installation")
+    loaded = load_pretrained(shipped_models()[0])
+    assert loaded.source_dir == (SHIPPED_DIR / shipped_models()[0]).resolve()
+    assert artifact_home(loaded) is None
