@@ -239,6 +239,17 @@ def chain_coverage(
     The 2-D counts are the outer product of the 1-D counts (the kernels are separable
     when all weights are one), computed analytically without a network. The input is
     exactly the receptive field, so nothing is lost to image borders.
+
+    Example:
+        ```python
+        from atrous.analysis import chain_coverage
+
+        for rates in ([2, 2, 2], [1, 2, 5]):
+            coverage = chain_coverage(rates)
+            print(rates, coverage.box_shape, f"{coverage.hole_fraction:.0%} holes")
+        # [2, 2, 2] (13, 13) 71% holes
+        # [1, 2, 5] (17, 17) 0% holes
+        ```
     """
     line = chain_counts_1d(rates, kernel_size).astype(np.float64)
     counts = line
@@ -501,6 +512,20 @@ def coverage_map(
 
     Returns:
         A ``CoverageMap`` (counts in the source's spatial shape).
+
+    Example:
+        ```python
+        import torch
+
+        import atrous
+        from atrous.analysis import coverage_map
+
+        with torch.device("meta"):  # coverage never reads the weights
+            model = atrous.build_model("dilated_net", num_classes=3, rates=(4, 4, 4, 4))
+        grid = coverage_map(model, input_size=(97, 97), source="backbone.stem")
+        print(f"{grid.hole_fraction:.0%} of the body's field on the stem's map is holes, "
+              f"period {grid.grid_period}")
+        ```
     """
     location = None if location is None else tuple(int(v) for v in location)
     request = CoverageRequest(output_index=output_index, source=source, location=location)

@@ -84,6 +84,16 @@ def effective_receptive_field(
         seed: random seed of the inputs.
         in_channels: input channels.
         output_index: which output of a dict/tuple.
+
+    Example:
+        ```python
+        import atrous
+        from atrous.analysis import effective_receptive_field
+
+        model = atrous.build_model("dilated_net", num_classes=3, width=8)
+        erf = effective_receptive_field(model, input_size=(65, 65), samples=2)
+        print(f"half of the gradient mass within {erf.radius(0.5):.1f} px of the centre")
+        ```
     """
     import torch
 

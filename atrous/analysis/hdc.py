@@ -250,6 +250,15 @@ def hdc_check(
 
     Returns:
         An ``HDCReport``; ``passes`` is the M-rule *and* no exact holes.
+
+    Example:
+        ```python
+        from atrous.analysis import hdc_check
+
+        report = hdc_check([1, 2, 5])
+        assert report.passes and report.m2 == 2
+        print(hdc_check([2, 4, 8]).explanation)  # a common factor: holes for certain
+        ```
     """
     rates, kernel_size, dims, groups = _resolve_inputs(rates, kernel_size, dims)
     values = _check_rates(rates, kernel_size)
@@ -485,6 +494,14 @@ def design_schedules(
 
     Returns:
         Up to ``limit`` schedules, or an empty list when none fits the limits.
+
+    Example:
+        ```python
+        from atrous.analysis import design_schedules
+
+        for found in design_schedules(target_rf=33, limit=3):
+            print(found.rates, found.receptive_field, found.largest_rate)
+        ```
     """
     if kernel_size < 2:
         raise ValueError(f"kernel_size must be >= 2, got {kernel_size}")

@@ -122,7 +122,18 @@ def plot_coverage(coverage: CoverageMap, path: str | Path, title: str | None = N
 def plot_schedules(
     rates_list: Sequence[Sequence[int]], path: str | Path, kernel_size: int = 3
 ) -> Path:
-    """Side-by-side coverage of several dilation schedules (2-D chains of ``k x k`` convs)."""
+    """Side-by-side coverage of several dilation schedules (2-D chains of ``k x k`` convs).
+
+    Example:
+        ```python
+        import tempfile
+        from pathlib import Path
+
+        from atrous.analysis import plot_schedules
+
+        path = plot_schedules([[2, 2, 2], [1, 2, 5]], Path(tempfile.mkdtemp()) / "schedules.png")
+        ```
+    """
     plt = _pyplot()
     if not rates_list:
         raise ValueError("plot_schedules needs at least one schedule")

@@ -82,6 +82,14 @@ def receptive_field_table(layers: Iterable[LayerLike] | DilationSchedule) -> lis
 
     Returns:
         One ``RFRow`` per layer.
+
+    Example:
+        ```python
+        from atrous.analysis import chain_layers, receptive_field_table
+
+        rows = receptive_field_table(chain_layers([1, 2, 4, 8]))
+        print([row.size for row in rows])  # [3, 7, 15, 31]: doubling rates double the field
+        ```
     """
     if isinstance(layers, DilationSchedule):
         layers = layers.layers()

@@ -472,7 +472,21 @@ def build_dataset(
     transform: Transform | None = None,
     seed: int = 0,
 ) -> SegmentationDataset:
-    """Build a dataset by format name: ``folder``, ``camvid``, ``voc`` or ``cityscapes``."""
+    """Build a dataset by format name: ``folder``, ``camvid``, ``voc`` or ``cityscapes``.
+
+    Example:
+        ```python
+        import tempfile
+
+        from atrous.data import build_dataset
+        from atrous.data.synthetic import generate
+
+        root = generate(tempfile.mkdtemp(), train=4, val=2, size=64)  # a folder dataset
+        dataset = build_dataset("folder", root, split="train")
+        image, mask = dataset[0]  # float CHW in [0, 1], long HW class indices
+        print(len(dataset), dataset.class_names, tuple(image.shape), tuple(mask.shape))
+        ```
+    """
     classes = {
         "folder": FolderDataset,
         "camvid": CamVidDataset,

@@ -144,7 +144,22 @@ def train_transforms(
     color_jitter: float = 0.0,
     ignore_index: int = IGNORE_INDEX,
 ) -> Compose:
-    """The usual segmentation training pipeline: scale, crop (padded), flip, jitter, normalise."""
+    """The usual segmentation training pipeline: scale, crop (padded), flip, jitter, normalise.
+
+    Example:
+        ```python
+        import tempfile
+
+        from atrous.data import build_dataset, train_transforms
+        from atrous.data.synthetic import generate
+
+        crops = train_transforms(crop_size=(48, 48), scale_range=(0.75, 1.25))
+        dataset = build_dataset("folder", generate(tempfile.mkdtemp(), train=2, val=0, size=64),
+                                transform=crops)
+        image, mask = dataset[0]  # the same random scale, crop and flip for image and mask
+        assert image.shape[1:] == mask.shape == (48, 48)
+        ```
+    """
     steps: list[object] = []
     if tuple(scale_range) != (1.0, 1.0):
         steps.append(RandomScale(low=scale_range[0], high=scale_range[1]))

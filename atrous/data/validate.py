@@ -53,7 +53,21 @@ class DatasetReport:
 def check_dataset(
     dataset: SegmentationDataset, *, indices: Iterable[int] | None = None
 ) -> DatasetReport:
-    """Read every sample of ``dataset`` with full validation and gather all problems."""
+    """Read every sample of ``dataset`` with full validation and gather all problems.
+
+    Example:
+        ```python
+        import tempfile
+
+        from atrous.data import build_dataset, check_dataset
+        from atrous.data.synthetic import generate
+
+        dataset = build_dataset("folder", generate(tempfile.mkdtemp(), train=4, val=0, size=64))
+        report = check_dataset(dataset)
+        assert not report.problems
+        print(report.histogram_table())
+        ```
+    """
     num_classes = dataset.num_classes
     report = DatasetReport(
         class_names=list(dataset.class_names),

@@ -196,7 +196,17 @@ def _check_splits(data: DataConfig) -> None:
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML config (or start from defaults when ``path`` is None) and apply overrides.
+
+    Example:
+        ```python
+        from atrous.engine import load_config
+
+        # A recipe of configs/, with dotted overrides checked against the config's types.
+        config = load_config("configs/camvid_cpu.yaml", ["optim.lr=0.005", "model.options.output_stride=8"])
+        print(config.model.name, config.model.options, config.optim.lr)
+        ```
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)

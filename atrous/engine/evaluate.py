@@ -154,6 +154,23 @@ def evaluate(
         device: where to run; default the model's device.
         max_samples: stop after this many images (quick checks).
         progress: show a tqdm bar.
+
+    Example:
+        ```python
+        import tempfile
+
+        import atrous
+        from atrous.data import build_dataset
+        from atrous.data.synthetic import generate
+        from atrous.engine import evaluate
+
+        dataset = build_dataset("folder", generate(tempfile.mkdtemp(), train=0, val=2, size=64),
+                                split="val")
+        model = atrous.build_model("dilated_net", num_classes=dataset.num_classes, width=8)
+        result = evaluate(model, dataset, num_classes=dataset.num_classes,
+                          class_names=dataset.class_names)
+        print(f"mIoU {result['miou']:.3f}", [(row["name"], row["iou"]) for row in result.per_class])
+        ```
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")

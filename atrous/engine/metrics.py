@@ -30,6 +30,17 @@ class ConfusionMatrix:
 
     Ground-truth values outside ``[0, num_classes)`` other than the ignore index raise
     (a silently dropped label hides a broken dataset), as do predictions out of range.
+
+    Example:
+        ```python
+        import torch
+
+        from atrous.engine import ConfusionMatrix
+
+        matrix = ConfusionMatrix(2)
+        matrix.update(torch.tensor([[0, 1], [1, 1]]), torch.tensor([[0, 1], [0, 255]]))  # 255: ignored
+        print(matrix.per_class_iou().tolist(), matrix.miou())  # [0.5, 0.5] 0.5
+        ```
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int = IGNORE_INDEX) -> None:

@@ -181,6 +181,23 @@ def train(
     Raises:
         ConfigError: a setting that does not fit the data (batch size, class count).
         NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+
+    Example:
+        ```python
+        import tempfile
+        from pathlib import Path
+
+        from atrous.data.synthetic import generate
+        from atrous.engine import load_config, train
+
+        folder = Path(tempfile.mkdtemp())
+        generate(folder / "data", train=4, val=2, size=64)
+        config = load_config(None, [f"data.root={folder / 'data'}", "data.crop_size=[48, 48]",
+                                    "data.batch_size=2", "schedule.epochs=1", "train.device=cpu",
+                                    "model.options={width: 8}"])
+        result = train(config, folder / "run", progress=False)
+        print(result.status, result.best_dir.name)  # completed best: load_pretrained(result.best_dir)
+        ```
     """
     validate_config(config)  # load_config did already; a Config built in Python too
     out_dir = Path(out_dir)

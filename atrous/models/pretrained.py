@@ -70,6 +70,17 @@ def save_pretrained(
 
     Returns:
         The folder path.
+
+    Example:
+        ```python
+        import tempfile
+
+        import atrous
+
+        model = atrous.build_model("dilated_net", num_classes=2, width=8)
+        folder = atrous.save_pretrained(model, tempfile.mkdtemp(), class_names=["sky", "road"])
+        assert atrous.load_pretrained(folder).class_names == ["sky", "road"]
+        ```
     """
     import atrous
 
@@ -202,6 +213,19 @@ def load_pretrained(
     Returns:
         The model in eval mode, with ``class_names`` and ``palette`` set and
         ``source_dir`` naming the folder it was read from.
+
+    Example:
+        ```python
+        import torch
+
+        import atrous
+
+        model = atrous.load_pretrained("camvid").eval()  # shipped inside the package
+        with torch.no_grad():
+            labels = model(torch.randn(1, 3, 360, 480)).argmax(1)
+        print(model.class_names[labels[0, 180, 240]])
+        five = atrous.load_pretrained("camvid", num_classes=5)  # a new classifier, same body
+        ```
     """
     from atrous.models.registry import MODELS, build_model
 

@@ -32,7 +32,15 @@ MODELS: dict[str, Callable[..., Segmentor]] = {
 
 
 def list_models() -> list[str]:
-    """Registered model names, sorted."""
+    """Registered model names, sorted.
+
+    Example:
+        ```python
+        import atrous
+
+        assert "deeplabv3plus" in atrous.list_models()
+        ```
+    """
     return sorted(MODELS)
 
 
@@ -44,6 +52,18 @@ def build_model(name: str, *, num_classes: int, **options: Any) -> Segmentor:
     Raises:
         ValueError: for an unknown name (the message lists the known ones) or options
             the builder does not take.
+
+    Example:
+        ```python
+        import torch
+
+        import atrous
+
+        model = atrous.build_model("deeplabv3", num_classes=11, backbone="resnet18", output_stride=16)
+        logits = model.eval()(torch.randn(1, 3, 65, 97))
+        assert logits.shape == (1, 11, 65, 97)  # at the input size, any size
+        print(model.classifier[0].rates)  # ASPP rates follow the output stride: (6, 12, 18)
+        ```
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")

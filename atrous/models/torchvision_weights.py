@@ -137,6 +137,20 @@ def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Segmentor:
 
     Returns:
         The model in eval mode.
+
+    Example:
+        ```python
+        import torch
+        import torchvision
+
+        from atrous.models import from_torchvision
+
+        tv = torchvision.models.segmentation.fcn_resnet50(weights=None, weights_backbone=None).eval()
+        ours = from_torchvision("fcn_resnet50", tv.state_dict()).eval()
+        x = torch.randn(1, 3, 33, 33)
+        with torch.no_grad():
+            assert torch.allclose(ours(x), tv(x)["out"], atol=1e-4)
+        ```
     """
     if name not in TORCHVISION_MODELS:
         raise ValueError(

@@ -176,7 +176,21 @@ def dilated_conv1d(
     dilation: IntOrSeq = 1,
     groups: int = 1,
 ) -> Tensor:
-    """1-d reference dilated convolution; same contract as ``F.conv1d``."""
+    """1-d reference dilated convolution; same contract as ``F.conv1d``.
+
+    Example:
+        ```python
+        import torch
+
+        from atrous.ops import dilated_conv1d
+
+        x = torch.zeros(1, 1, 9)
+        x[0, 0, 4] = 1.0  # an impulse
+        w = torch.tensor([[[1.0, 2.0, 3.0]]])
+        y = dilated_conv1d(x, w, dilation=2, padding=2)  # the taps land 2 apart
+        print(y[0, 0].tolist())  # [0.0, 0.0, 3.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0]
+        ```
+    """
     if weight.dim() != 3:
         raise ValueError(
             f"dilated_conv1d needs a weight of shape (C_out, C_in/groups, K), got {tuple(weight.shape)}"
@@ -193,7 +207,21 @@ def dilated_conv2d(
     dilation: IntOrSeq = 1,
     groups: int = 1,
 ) -> Tensor:
-    """2-d reference dilated convolution; same contract as ``F.conv2d``."""
+    """2-d reference dilated convolution; same contract as ``F.conv2d``.
+
+    Example:
+        ```python
+        import torch
+        import torch.nn.functional as F
+
+        from atrous.ops import dilated_conv2d
+
+        x, w = torch.randn(1, 3, 17, 17), torch.randn(8, 3, 3, 3)
+        y = dilated_conv2d(x, w, dilation=4, padding=4)  # a 3x3 kernel spanning 9x9 pixels
+        assert y.shape == (1, 8, 17, 17)
+        assert torch.allclose(y, F.conv2d(x, w, dilation=4, padding=4), atol=1e-5)
+        ```
+    """
     if weight.dim() != 4:
         raise ValueError(
             f"dilated_conv2d needs a weight of shape (C_out, C_in/groups, KH, KW), got {tuple(weight.shape)}"

@@ -87,6 +87,16 @@ class AtrousConv2d(nn.Sequential):
         norm: ``"batch"``, ``"group"``, ``"none"``/``None`` or a callable taking channels.
         activation: ``"relu"`` (default), ``"relu6"``, ``"gelu"``, ``"silu"``, ``None``.
         bias: conv bias; by default only when there is no normalisation after it.
+
+    Example:
+        ```python
+        import torch
+
+        from atrous.ops import AtrousConv2d
+
+        layer = AtrousConv2d(16, 32, 3, rate=6)  # conv (padding 6 keeps the size), BN, ReLU
+        assert layer(torch.randn(2, 16, 33, 33)).shape == (2, 32, 33, 33)
+        ```
     """
 
     def __init__(

@@ -153,6 +153,18 @@ class DilationSchedule:
             for temporal ones).
         ndim: spatial/temporal dimensions of the convolutions (1, 2 or 3).
         causal: temporal convolutions that read only the past.
+
+    Example:
+        ```python
+        import atrous
+        from atrous.ops import DilationSchedule
+
+        schedule = DilationSchedule.hdc((1, 2, 5))  # each dilated stage cycles 1, 2, 5
+        model = atrous.build_model("deeplabv3", num_classes=3, backbone="resnet18",
+                                   output_stride=8, dilation_schedule=schedule)
+        print([(f.name, f.dilation) for f in model.backbone.feature_info[-2:]])
+        assert DilationSchedule.parse("hdc") == DilationSchedule.hdc()
+        ```
     """
 
     rule: Rule = "plain"
