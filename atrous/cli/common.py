@@ -145,3 +145,48 @@ def build_from_args(args: argparse.Namespace) -> Any:
         except (RuntimeError, NotImplementedError):
             pass
     return build_model(args.model, num_classes=args.num_classes, **options)
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser, *, precision: str = "auto") -> None:
+    """``--runtime`` and ``--precision`` (see ``atrous.infer.runtime``)."""
+    from atrous.infer.runtime import PRECISIONS, RUNTIMES
+
+    group = parser.add_argument_group("runtime and precision")
+    group.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="what runs the model: torch (atrous's fast CPU path), onnxruntime or openvino "
+        "(the onnx / openvino extras)",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=precision,
+        help="auto: int8 where `atrous quantize` accepted it for this model, else bf16 where "
+        "the CPU runs it natively, else fp32; the path taken and why is printed "
+        f"(default {precision})",
+    )
+
+
+def runtime_runner(
+    model: Any, args: argparse.Namespace, *, images: int | None = None, varied_shapes: bool = False
+) -> tuple[Any, Any]:
+    """The runner for ``--runtime/--precision`` and the ``RuntimeChoice``, printed on
+    stderr (``atrous.infer.runtime.choose``, ``build_runner``).
+
+    Raises:
+        ValueError: the pair cannot run here (``RuntimeUnavailableError``) or a runtime
+            package is missing (``MissingPackageError`` is an ImportError: converted).
+    """
+    import sys
+
+    from atrous.infer.packages import MissingPackageError
+    from atrous.infer.runtime import build_runner, choose
+
+    choice = choose(model, args.runtime, args.precision, images=images, varied_shapes=varied_shapes)
+    print(f"runtime: {choice.describe()}", file=sys.stderr)
+    try:
+        return build_runner(model, choice), choice
+    except MissingPackageError as error:
+        raise ValueError(str(error)) from error

@@ -13,7 +13,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from atrous.cli.common import add_runtime_arguments, runtime_runner
 
 if TYPE_CHECKING:
     from atrous.data import SegmentationDataset
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--max-samples", type=int, help="evaluate only the first N images")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
+    add_runtime_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -89,6 +92,11 @@ def _bad_samples(dataset: object, root: str, split: str) -> str | None:
     if not problems:
         return None
     return describe(problems, split, root) + "\nno metric reported; fix or remove these files"
+
+
+def _planned(args: argparse.Namespace, dataset: Any) -> int:
+    """Images the evaluation will run."""
+    return len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,9 +140,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problems}", file=sys.stderr)
         return 2
     mode = args.mode or config.eval.mode
+    runner: Any = model
+    choice = None
+    if str(device) == "cpu":  # the runtimes and precisions are CPU paths
+        try:
+            runner, choice = runtime_runner(model, args, images=_planned(args, dataset))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         result = evaluate(
-            model,
+            runner,
             dataset,
             num_classes=dataset.num_classes,
             ignore_index=dataset.ignore_index,
@@ -151,10 +167,13 @@ def run(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.model} on {root} [{split}], mode {mode}")
+    path = "torch fp32" if choice is None else f"{choice.runtime} {choice.precision}"
+    print(f"{args.model} on {root} [{split}], mode {mode}, {path}")
     print(result.table())
     if args.json_out:
         document = {"model": str(args.model), "data": str(root), "split": split, "mode": mode}
+        if choice is not None:
+            document |= {"runtime": choice.runtime, "precision": choice.precision}
         document.update(result.to_dict())
         Path(args.json_out).write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {args.json_out}")

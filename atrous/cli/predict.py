@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from atrous.cli.common import add_runtime_arguments, runtime_runner
+
 NAME = "predict"
 
 
@@ -62,14 +64,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlap", type=float, default=1 / 3, help="sliding-window overlap")
     p.add_argument("--tta-scales", type=_scales, default=(1.0,), help="e.g. 0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="average with the mirrored prediction")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    add_runtime_arguments(p)
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="with --onnx: run that ONNX file in ONNX Runtime (else use --runtime)",
+    )
     p.add_argument("--onnx", help="ONNX file for --backend onnxruntime")
-    p.add_argument("--fast", action="store_true", help="torch backend: fold BN, channels_last")
+    p.add_argument("--fast", action="store_true", help="alias of --precision fp32 (eager)")
     p.add_argument(
         "--compile",
         action="store_true",
-        help="with --fast: torch.compile with frozen weights (a minute to compile per input "
-        "size; pays off for --mode slide or many same-sized images)",
+        help="with --fast: alias of --precision fp32 compiled (torch.compile with frozen "
+        "weights; seconds per input size)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images")
@@ -92,7 +100,7 @@ class _UsageError(Exception):
     """A bad argument or model: printed as ``error: ...`` with exit status 2."""
 
 
-def _load_runner(args: argparse.Namespace) -> tuple[object, object | None]:
+def _load_runner(args: argparse.Namespace, images: int) -> tuple[object, object | None]:
     """The model the predictor runs and the model that supplies class names and palette.
 
     Raises:
@@ -120,12 +128,18 @@ def _load_runner(args: argparse.Namespace) -> tuple[object, object | None]:
         from atrous.infer.loading import load_model
 
         metadata_model = load_model("camvid")
-    runner = metadata_model
-    if args.fast and args.compile:
+    if args.device != "cpu":  # the runtimes and precisions here are CPU paths
+        return metadata_model, metadata_model
+    if args.fast or args.compile:  # the aliases of atrous 0.2
         from atrous.infer.fast import prepare_for_cpu
 
-        runner = prepare_for_cpu(metadata_model, backend="compile")
-        args.fast = False
+        backend = "compile" if args.compile else "eager"
+        print(f"runtime: torch fp32 ({backend}): --fast", file=sys.stderr)
+        return prepare_for_cpu(metadata_model, backend=backend), metadata_model
+    try:
+        runner, _ = runtime_runner(metadata_model, args, images=images)
+    except ValueError as error:
+        raise _UsageError(str(error)) from error
     return runner, metadata_model
 
 
@@ -230,6 +244,13 @@ def _summarise(
     return 0
 
 
+def _image_count(files: list[Path]) -> int | None:
+    """Images to segment, or None when a clip is among them (frames: many)."""
+    from atrous.infer.video import is_video
+
+    return None if any(is_video(path) for path in files) else len(files)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from atrous.scale.ray_predict import predict_cli
@@ -243,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        runner, metadata_model = _load_runner(args)
+        runner, metadata_model = _load_runner(args, _image_count(files))
     except _UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -256,7 +277,6 @@ def run(args: argparse.Namespace) -> int:
         scales=args.tta_scales,
         flip=args.flip,
         batch_size=args.batch_size,
-        fast=args.fast and args.backend == "torch",
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

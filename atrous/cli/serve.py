@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"atrous serve: cannot load model {config.model!r}: {error}", file=sys.stderr)
         return 1
     logger.info(
-        "model %r loaded; %.3f s for a 256x256 image (%.3g s per megapixel)",
+        "model %r loaded on %s; %.3f s for a 256x256 image (%.3g s per megapixel)",
         config.model,
+        model.choice.describe(),
         seconds,
         (model.cost.seconds_per_pixel or 0.0) * 1e6,
     )

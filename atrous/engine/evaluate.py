@@ -9,7 +9,7 @@ normalised images as the datasets in ``atrous.data`` yield them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +26,7 @@ MODES = ("whole", "slide", "ms_flip")
 
 
 def make_predictor(
-    model: nn.Module,
+    model: nn.Module | Callable[[Tensor], Any],
     device: str | torch.device,
     *,
     mode: Mode = "whole",
@@ -125,7 +125,7 @@ class EvalResult:
 
 
 def evaluate(
-    model: nn.Module,
+    model: nn.Module | Callable[[Tensor], Any],
     data: Dataset | DataLoader,
     *,
     num_classes: int,
@@ -143,7 +143,8 @@ def evaluate(
     """Run ``model`` over ``data`` and compute confusion-matrix and boundary metrics.
 
     Args:
-        model: returns logits ``(N, C, H, W)`` (or ``{"out": ...}``).
+        model: returns logits ``(N, C, H, W)`` (or ``{"out": ...}``): a module, or a
+            runner from ``atrous.infer.runtime.build_runner`` (int8, bf16, OpenVINO).
         data: a dataset of ``(image, mask)`` pairs (evaluated one image at a time, so
             sizes may differ) or a DataLoader yielding batches.
         num_classes: classes of the confusion matrix.
@@ -174,10 +175,12 @@ def evaluate(
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    module = model if isinstance(model, nn.Module) else None  # else a runner (int8, ORT...)
     if device is None:
-        device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+        device = next(module.parameters()).device if module is not None else "cpu"
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index=ignore_index)
     boundary = BoundaryF1(tolerance=boundary_tolerance, ignore_index=ignore_index)
     loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=1)
@@ -204,7 +207,8 @@ def evaluate(
                 bar.update(images.shape[0])
     if bar is not None:
         bar.close()
-    model.train(was_training)
+    if module is not None:
+        module.train(was_training)
     names = (
         list(class_names) if class_names is not None else [f"class{i}" for i in range(num_classes)]
     )

@@ -20,7 +20,7 @@ from torch import nn
 
 from atrous.constants import IMAGENET_MEAN, IMAGENET_STD
 from atrous.infer.fast import prepare_for_cpu
-from atrous.infer.logits import model_logits
+from atrous.infer.logits import class_labels, model_logits
 
 Mode = Literal["whole", "slide"]
 
@@ -138,7 +138,7 @@ class Predictor:
 
     def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Label maps ``NxHxW`` for a normalised batch; see ``scores``."""
-        return self.scores(x).argmax(dim=1)
+        return class_labels(self.scores(x))
 
     # -- internals -------------------------------------------------------------------
     def _run(self, images: Sequence[np.ndarray], *, labels: bool) -> list[np.ndarray]:
@@ -153,7 +153,7 @@ class Predictor:
                 x = torch.cat([normalize(images[i]) for i in chunk]).to(self.device)
                 scores = self._tta_scores(x, labels=labels)
                 if labels:
-                    scores = scores.argmax(dim=1)
+                    scores = class_labels(scores)
                 array = scores.cpu().numpy()
                 for row, index in enumerate(chunk):
                     results[index] = array[row]

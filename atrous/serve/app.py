@@ -785,6 +785,8 @@ def model_options(config: ServeConfig) -> dict[str, Any]:
     """The ``ServedModel`` keyword arguments that a configuration sets."""
     return {
         "device": config.device,
+        "runtime": config.runtime,
+        "precision": config.precision,
         "erf_samples": config.erf_samples,
         "max_analysis_side": config.max_analysis_side,
         "max_batch_size": config.max_batch_size,

@@ -30,6 +30,10 @@ class ServeConfig:
         host: interface to bind; loopback by default so nothing is exposed by accident.
         port: TCP port.
         device: torch device for inference.
+        runtime: what runs the model on the CPU: torch, onnxruntime or openvino.
+        precision: fp32, bf16, int8 or auto (bf16 where the CPU runs it natively, else
+            fp32; request sizes vary, so nothing is compiled per size; see
+            ``atrous.infer.runtime``). The receptive-field views always use the fp32 model.
         max_upload_bytes: largest request body accepted by /v1/segment, multipart
             framing included (413 above).
         max_image_pixels: largest decoded image, width x height (413 above).
@@ -68,6 +72,8 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     device: str = "cpu"
+    runtime: str = "torch"
+    precision: str = "auto"
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 16_000_000
     request_timeout_s: float = 30.0
@@ -113,6 +119,14 @@ class ServeConfig:
             raise ValueError(f"ServeConfig.port must lie in 1..65535, got {self.port}")
         if not self.model:
             raise ValueError("ServeConfig.model must name a shipped model or a saved folder")
+        from atrous.infer.runtime import PRECISIONS, RUNTIMES
+
+        for name, allowed in (("runtime", RUNTIMES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ServeConfig.{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
         for origin in self.allowed_origins:
             if "://" not in origin:
                 raise ValueError(

@@ -6,6 +6,7 @@ Everything here is blocking (torch); the app runs it in worker threads through t
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,8 @@ from torch import nn
 
 from atrous.constants import voc_palette
 from atrous.serve.limiter import Cancelled
+
+logger = logging.getLogger(__name__)
 
 Colour = tuple[int, int, int]
 
@@ -173,6 +176,9 @@ class ServedModel:
         max_batch_size: most same-sized images segmented in one forward.
         slide_above_pixels: larger images run through sliding windows.
         window: sliding-window side in pixels.
+        runtime, precision: the CPU path segmentation runs on (``atrous.infer.runtime``;
+            ``auto`` never compiles per size here, as request sizes vary). The
+            receptive-field views always read the fp32 model.
     """
 
     def __init__(
@@ -188,6 +194,8 @@ class ServedModel:
         max_batch_size: int = 4,
         slide_above_pixels: int = 1_048_576,
         window: int = 512,
+        runtime: str = "torch",
+        precision: str = "fp32",
     ) -> None:
         from atrous.infer import Predictor
 
@@ -213,8 +221,9 @@ class ServedModel:
         self.slide_above_pixels = slide_above_pixels
         self.window = window
         self.overlap = 1 / 3
+        self.choice, self.runner = self._runner(runtime, precision)
         self.predictor = Predictor(
-            self.model, device=device, mode="whole", batch_size=max_batch_size
+            self.runner, device=device, mode="whole", batch_size=max_batch_size
         )
         self.cost = CostModel()
         self._analysis_lock = threading.Lock()
@@ -222,11 +231,23 @@ class ServedModel:
         # before it runs, so even a whole-image forward stops within a layer once nobody
         # waits for it (a torch call itself cannot be interrupted). A plain function, so
         # that analyses which deep-copy the model copy no lock.
-        for module in self.model.modules():
+        runner_modules = self.runner.modules() if isinstance(self.runner, nn.Module) else []
+        for module in [*self.model.modules(), *runner_modules]:
             module.register_forward_pre_hook(_check_cancelled)
         self._coverage_cache: OrderedDict[tuple, Any] = OrderedDict()
         self._images: OrderedDict[str, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()
         self._images_lock = threading.Lock()
+
+    def _runner(self, runtime: str, precision: str) -> tuple[Any, Any]:
+        """The runtime choice and the runner segmentation calls (the model itself for
+        exact fp32 with torch, and on any device but the CPU)."""
+        from atrous.infer.runtime import RuntimeChoice, build_runner, choose
+
+        if str(self.device) != "cpu" or (runtime, precision) == ("torch", "fp32"):
+            return RuntimeChoice("torch", "fp32", False, "as asked"), self.model
+        choice = choose(self.model, runtime, precision, varied_shapes=True)
+        logger.info("%s: segmentation runs on %s", self.name, choice.describe())
+        return choice, build_runner(self.model, choice)
 
     @classmethod
     def load(cls, name_or_dir: str, **options: Any) -> ServedModel:
@@ -254,6 +275,8 @@ class ServedModel:
             "name": self.name,
             "num_classes": self.num_classes,
             "output_stride": self.output_stride,
+            "runtime": self.choice.runtime,
+            "precision": self.choice.precision,
             "seconds_per_megapixel": (
                 None
                 if self.cost.seconds_per_pixel is None
@@ -358,7 +381,7 @@ class ServedModel:
         Raises:
             Cancelled: ``cancel`` was set; checked before every window.
         """
-        from atrous.infer.logits import model_logits
+        from atrous.infer.logits import class_labels, model_logits
         from atrous.infer.predictor import normalize
 
         height, width = image.shape[:2]
@@ -381,7 +404,7 @@ class ServedModel:
                 crop = normalize(image[top : top + rows, left : left + columns])
                 # Zero after normalisation = the mean colour: windows stay full-sized.
                 crop = F.pad(crop, (0, window - columns, 0, window - rows)).to(self.device)
-                logits = model_logits(self.model(crop)).float()
+                logits = model_logits(self.runner(crop)).float()
                 if logits.shape[-2:] != crop.shape[-2:]:
                     logits = F.interpolate(
                         logits, size=crop.shape[-2:], mode="bilinear", align_corners=False
@@ -396,7 +419,7 @@ class ServedModel:
             done = tops[row + 1] if row + 1 < len(tops) else height
             resolved = done - band_top
             labels[band_top:done] = (
-                (band[:, :resolved] / counts[:resolved]).argmax(dim=0).numpy().astype(dtype)
+                class_labels(band[:, :resolved] / counts[:resolved], dim=0).numpy().astype(dtype)
             )
             # Shift the band: rows not resolved yet move to its top, the rest is zeroed.
             band = torch.cat([band[:, resolved:], torch.zeros_like(band[:, :resolved])], dim=1)

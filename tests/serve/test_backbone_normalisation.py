@@ -41,7 +41,8 @@ def test_service_mask_uses_the_backbones_normalisation(tmp_path: Path) -> None:
         expected = model(x).argmax(1)[0].numpy()
         as_if_lite = model((rgb - 0.5) / 0.5).argmax(1)[0].numpy()
     assert (expected != as_if_lite).any()  # the normalisation decides pixels here
-    config = ServeConfig(model=str(folder), max_analysis_side=48, erf_samples=2)
+    # fp32: the comparison is exact (auto would run bf16 on a CPU that has it).
+    config = ServeConfig(model=str(folder), max_analysis_side=48, erf_samples=2, precision="fp32")
     with TestClient(create_app(config), base_url=BASE_URL) as client:
         wait_ready(client)
         response = client.post("/v1/segment?format=png", content=png(image))

@@ -109,6 +109,10 @@ class Backbone(nn.Module):
     schedule: DilationSchedule
     aux_feature: str
     low_level_feature: str
+    # Attribute names of the modules ``forward`` applies first, in order, to the 3-channel
+    # image and nowhere else (the stem). Deployment paths may run them apart from the
+    # rest (``atrous.infer.int8``); empty when a backbone does not say.
+    stem_modules: tuple[str, ...] = ()
 
     def stage_blocks(self, name: str) -> list[nn.Module]:
         """The blocks of stage ``name``, one per entry of its ``dilation`` list."""

@@ -359,6 +359,8 @@ class EfficientNetLite(Backbone):
         blocks = list(self.blocks[start:end])
         return [self.stem, *blocks] if name == "stage1" else blocks
 
+    stem_modules = ("input_adapter", "stem")
+
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.stem(self.input_adapter(x))
         outputs = {}

@@ -160,6 +160,8 @@ class ResNet(Backbone):
         self.low_level_feature = "layer1"
         _init_weights(self)
 
+    stem_modules = ("conv1", "bn1", "relu")
+
     def stage_blocks(self, name: str) -> list[nn.Module]:
         self.info(name)
         return list(getattr(self, name))
