@@ -58,7 +58,9 @@ $(DOCS_STAMP): pyproject.toml | $(DEV_STAMP)
 
 ## make docs: build the site into site/ (open site/index.html).
 docs: $(DOCS_STAMP)
-	MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	@# One torch thread: the pages' examples are small, and OpenMP threads that spin
+	@# while other work shares the CPU made the build minutes instead of seconds.
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 	@# The built site as a reader meets it: no raw Sphinx roles, every model, flag and
 	@# config key, formulas rendered, the benchmarks page (tests/docs/test_site.py).
 	ATROUS_SITE=site $(BIN)/python -m pytest -q -p no:cacheprovider tests/docs/test_site.py

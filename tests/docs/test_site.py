@@ -30,7 +30,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return Path(given).resolve()
     pytest.importorskip("mkdocs", reason="the docs extra (mkdocs) is not installed")
     out = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_MKDOCS_2_WARNING": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)]
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     return out
