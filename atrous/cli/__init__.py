@@ -29,6 +29,7 @@ SUBCOMMANDS = (
     "adjust-prior",
     "predict",
     "export",
+    "quantize",
     "bench",
     "serve",
 )

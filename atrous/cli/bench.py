@@ -14,8 +14,26 @@ from atrous.cli.common import parse_ints
 
 NAME = "bench"
 
-# The runtimes people deploy with, added by --deploy (fp32 and int8 of each).
-DEPLOY_VARIANTS = ("fp32", "ort-fp32", "openvino-fp32", "int8", "openvino-int8")
+# The runtimes people deploy with, added by --deploy (each precision each offers).
+DEPLOY_VARIANTS = (
+    "fp32",
+    "bf16",
+    "int8",
+    "ort-fp32",
+    "ort-int8",
+    "openvino-fp32",
+    "openvino-int8",
+)
+# --runtime/--precision -> the variant that runs that path.
+PATH_VARIANTS = {
+    ("torch", "fp32"): "fp32",
+    ("torch", "bf16"): "bf16",
+    ("torch", "int8"): "int8",
+    ("onnxruntime", "fp32"): "ort-fp32",
+    ("onnxruntime", "int8"): "ort-int8",
+    ("openvino", "fp32"): "openvino-fp32",
+    ("openvino", "int8"): "openvino-int8",
+}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -54,15 +72,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--variants",
         default="fp32-eager,fp32,bf16",
         help="variants after the reference: fp32-eager, fp32 (compile), jit, bf16-eager, "
-        "bf16 (compile), int8 (atrous int8, ORT static), ort-fp32, openvino-fp32, "
-        "openvino-int8 (NNCF post-training)",
+        "bf16 (compile), int8 (atrous int8: PT2E, Inductor), ort-fp32, ort-int8 (ONNX "
+        "Runtime static QDQ), openvino-fp32, openvino-int8 (NNCF post-training)",
     )
     p.add_argument(
         "--deploy",
         action="store_true",
         help=f"add the deployment comparison: {', '.join(DEPLOY_VARIANTS)}",
     )
-    p.add_argument("--int8", action="store_true", help="add the int8 ONNX Runtime variant")
+    p.add_argument("--int8", action="store_true", help="add atrous int8 (alias of --variants int8)")
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "onnxruntime", "openvino"),
+        default=None,
+        help="with --precision: add the variant of that path",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "int8", "auto"),
+        default=None,
+        help="add the variant of that path (auto: the one predict/eval would choose, with "
+        "its reason printed)",
+    )
     p.add_argument(
         "--images",
         default=None,
@@ -104,6 +135,8 @@ def _variant_keys(args: argparse.Namespace) -> list[str]:
         requested += DEPLOY_VARIANTS
     if args.int8:
         requested.append("int8")
+    if args.precision is not None or args.runtime is not None:
+        requested.append(_path_variant(args))
     for key in requested:
         if key not in VARIANT_NAMES or key in ("torchvision", "eager"):
             known = [k for k in VARIANT_NAMES if k not in ("torchvision", "eager")]
@@ -111,6 +144,21 @@ def _variant_keys(args: argparse.Namespace) -> list[str]:
         if key not in keys:
             keys.append(key)
     return keys
+
+
+def _path_variant(args: argparse.Namespace) -> str:
+    """The variant of ``--runtime/--precision`` (``auto`` resolved as predict does)."""
+    runtime, precision = args.runtime or "torch", args.precision or "auto"
+    if precision == "auto":
+        from atrous.infer.loading import load_model
+        from atrous.infer.runtime import choose
+
+        choice = choose(load_model(args.model or "camvid"), runtime, "auto")
+        print(f"runtime: {choice.describe()}", file=sys.stderr)
+        runtime, precision = choice.runtime, choice.precision
+    if (runtime, precision) not in PATH_VARIANTS:
+        raise ValueError(f"--runtime {runtime} has no {precision} path")
+    return PATH_VARIANTS[runtime, precision]
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list, list, str]:

@@ -245,7 +245,8 @@ VARIANT_NAMES = {
     "jit": "atrous fast fp32 (fold+CL, jit freeze)",
     "bf16-eager": "atrous fast bf16 (eager)",
     "bf16": "atrous fast bf16 (compile)",
-    "int8": "atrous int8 (ORT static)",
+    "int8": "atrous int8 (PT2E, Inductor)",
+    "ort-int8": "ONNX Runtime int8 (static QDQ)",
     "ort-fp32": "ONNX Runtime fp32",
     "openvino-fp32": "OpenVINO fp32",
     "openvino-int8": "OpenVINO NNCF int8",
@@ -253,7 +254,8 @@ VARIANT_NAMES = {
 
 # The packages a variant needs beyond torch, and the extra of pyproject.toml holding them.
 REQUIREMENTS: dict[str, tuple[tuple[str, ...], str]] = {
-    "int8": (("onnx", "onnxruntime"), "onnx"),
+    "int8": (("torchao",), "int8"),
+    "ort-int8": (("onnx", "onnxruntime"), "onnx"),
     "ort-fp32": (("onnx", "onnxruntime"), "onnx"),
     "openvino-fp32": (("openvino",), "openvino"),
     "openvino-int8": (("openvino", "nncf"), "openvino"),
@@ -369,7 +371,7 @@ _FAST_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 # Variants that run an exported or converted copy in another runtime.
-_EXPORTED_KEYS = ("int8", "ort-fp32", "openvino-fp32", "openvino-int8")
+_EXPORTED_KEYS = ("int8", "ort-int8", "ort-fp32", "openvino-fp32", "openvino-int8")
 
 
 def _output_stride_variant(key: str, atrous_model: nn.Module, example: torch.Tensor) -> Variant:
@@ -402,6 +404,10 @@ def _exported_runner(
     set their ranges from all of them.
     """
     if key == "int8":
+        from atrous.infer.int8 import Int8Model
+
+        return Int8Model(atrous_model, calibration=calibration)
+    if key == "ort-int8":
         from atrous.infer.export import OnnxRuntimeModel
         from atrous.infer.quantize import quantize_int8
 

@@ -85,15 +85,25 @@ def split_stem(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
 
 
 def _relabel_conv_subclasses(graph_module: torch.fx.GraphModule, root: nn.Module) -> int:
-    """Mark nodes from subclasses of ``nn.Conv2d`` as ``nn.Conv2d`` in ``nn_module_stack``
-    so the quantizer's convolution patterns match them; returns how many nodes."""
+    """Make the quantizer's module patterns match this graph; returns how many nodes
+    were relabelled.
+
+    The quantizer groups nodes by the module they came from (``nn_module_stack``):
+
+    * nodes of subclasses of ``nn.Conv2d`` are marked ``nn.Conv2d``, so its convolution
+      patterns see them;
+    * each call of a module called more than once (ResNet's blocks call one ``ReLU``
+      twice) gets a group of its own, where one group would have two outputs, which the
+      quantizer refuses.
+    """
     count = 0
+    calls: dict[str, list[torch.fx.Node]] = {}
     for node in graph_module.graph.nodes:
         stack = node.meta.get("nn_module_stack")
         if node.op != "call_function" or not stack:
             continue
         key = next(reversed(stack))
-        path, _ = stack[key]
+        path = stack[key][0]
         try:
             module = root.get_submodule(path)
         except AttributeError:
@@ -101,6 +111,15 @@ def _relabel_conv_subclasses(graph_module: torch.fx.GraphModule, root: nn.Module
         if isinstance(module, nn.Conv2d) and type(module) is not nn.Conv2d:
             stack[key] = (path, nn.Conv2d)
             count += 1
+        if not any(module.children()):
+            calls.setdefault(path, []).append(node)
+    for path, nodes in calls.items():
+        if len(nodes) > 1 and len({node.target for node in nodes}) == 1:
+            for index, node in enumerate(nodes):  # one node per call of a leaf module
+                stack = node.meta["nn_module_stack"]
+                key = next(reversed(stack))
+                stack[key] = (f"{path}@{index}", stack[key][1])
+                count += 1
     return count
 
 

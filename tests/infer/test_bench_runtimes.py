@@ -30,7 +30,15 @@ from atrous.infer.bench import (
 
 from .conftest import TinyASPPNet
 
-DEPLOY_KEYS = ["eager", "fp32-eager", "ort-fp32", "int8", "openvino-fp32", "openvino-int8"]
+DEPLOY_KEYS = [
+    "eager",
+    "fp32-eager",
+    "ort-fp32",
+    "int8",
+    "ort-int8",
+    "openvino-fp32",
+    "openvino-int8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,7 @@ def test_every_runtime_agrees_with_pytorch_on_held_out_inputs(
         if key in by_key:  # fp32 runtimes: the same numbers up to rounding
             assert by_key[key].max_diff < 1e-4, key
             assert by_key[key].min_agreement > 0.999, key
-    for key in ("int8", "openvino-int8"):
+    for key in ("int8", "ort-int8", "openvino-int8"):
         if key in by_key:  # int8: close but not exact on a 5-class toy
             assert 0 < by_key[key].max_diff < 1.0, key
             assert by_key[key].agreement > 0.85, key
