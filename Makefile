@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[dev,onnx,serve]"
+	$(PY) -m pip install --quiet -e ".[dev,onnx,serve,openvino,int8]"
 	touch $(STAMP) $@
 
 venv: $(STAMP)
@@ -53,7 +53,7 @@ format: $(DEV_STAMP)
 DOCS_STAMP := $(VENV)/.installed-docs
 
 $(DOCS_STAMP): pyproject.toml | $(DEV_STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,onnx,serve,docs]"
+	$(PY) -m pip install --quiet -e ".[dev,onnx,serve,openvino,int8,docs]"
 	touch $@
 
 ## make docs: build the site into site/ (open site/index.html).

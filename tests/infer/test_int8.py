@@ -97,7 +97,7 @@ def test_int8_masks_agree_with_fp32_on_camvid(camvid_root) -> None:
     from atrous.models import load_pretrained
 
     model = load_pretrained("camvid").eval()
-    train = build_dataset("camvid", camvid_root, split="train")
+    train = build_dataset("camvid", camvid_root, split="train+val-drive:0006R0")
     held = build_dataset("camvid", camvid_root, split="drive:0006R0")
     int8 = Int8Model(model, calibration=[train[i][0][None] for i in range(0, 360, 45)])
     agree = []
