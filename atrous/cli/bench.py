@@ -243,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     print(inputs_line)
+    _print_quantisation(atrous_model)
     reference = variants[0].name
     measure_agreement(variants, held_out, reference=reference)
     for batch in args.batch:
@@ -269,6 +270,19 @@ def run(args: argparse.Namespace) -> int:
     if args.output_strides:
         _output_strides(args, variants[0].run, atrous_model)
     return 0
+
+
+def _print_quantisation(model: object) -> None:
+    """The model's saved int8 and what it was accepted on (``atrous quantize``)."""
+    from atrous.infer.quantized import find_quantized
+
+    saved = find_quantized(model)  # type: ignore[arg-type]
+    if saved is None:
+        print("saved int8: none (atrous quantize measures and saves one)")
+        return
+    latency = saved.record.get("latency_ms")
+    timed = f"; timed then: {latency} ms" if latency else ""
+    print(f"saved int8: {saved.summary()}; guard {saved.record.get('guard')}{timed}")
 
 
 def _output_strides(args: argparse.Namespace, reference_run: object, atrous_model: object) -> None:
