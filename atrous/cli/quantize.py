@@ -146,8 +146,8 @@ def _timings(model: Any, int8: Any, x: Any) -> dict[str, float]:
 def _measure(model: Any, candidate: Any, samples: list[Any], name: str, dataset: Any) -> dict:
     from tqdm import tqdm
 
+    from atrous.engine.evaluate import agreement
     from atrous.infer.logits import model_logits
-    from atrous.infer.quantized import agreement
 
     with tqdm(total=len(samples), unit="img", desc=f"agreement on {name}", leave=False) as bar:
         result = agreement(

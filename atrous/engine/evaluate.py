@@ -248,3 +248,59 @@ def _result(
         "images": float(seen),
     }
     return EvalResult(metrics=metrics, per_class=per_class, confusion=confusion, notes=notes)
+
+
+def agreement(
+    reference: Callable[[torch.Tensor], torch.Tensor],
+    candidate: Callable[[torch.Tensor], torch.Tensor],
+    samples: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    *,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    progress: Callable[[int], object] | None = None,
+) -> dict[str, Any]:
+    """Pixel agreement of ``candidate``'s labels with ``reference``'s, and both mIoUs where
+    the samples carry masks.
+
+    Args:
+        reference, candidate: runners (``x -> logits``) of the same model.
+        samples: ``(image, mask)`` pairs, ``image`` normalised ``CxHxW`` or ``1xCxHxW``;
+            ``mask`` None for unlabelled images.
+        num_classes, ignore_index: for the confusion matrices.
+        progress: called with 1 after each image.
+
+    Returns:
+        ``images``, ``pixel_agreement``, the worst image's ``min_pixel_agreement``, and
+        ``miou_fp32``/``miou_int8`` (None without masks).
+    """
+    from atrous.infer.logits import class_labels, model_logits
+
+    matrices = [ConfusionMatrix(num_classes, ignore_index=ignore_index) for _ in range(2)]
+    same = total = images = 0
+    worst = 1.0
+    labelled = True
+    with torch.inference_mode():
+        for image, mask in samples:
+            x = image if image.dim() == 4 else image[None]
+            want = class_labels(model_logits(reference(x)).float())
+            got = class_labels(model_logits(candidate(x)).float())
+            equal = int((want == got).sum())
+            same, total, images = same + equal, total + want.numel(), images + 1
+            worst = min(worst, equal / want.numel())
+            if mask is None:
+                labelled = False
+            else:
+                target = mask if mask.dim() == 3 else mask[None]
+                matrices[0].update(want, target)
+                matrices[1].update(got, target)
+            if progress is not None:
+                progress(1)
+    if images == 0:
+        raise ValueError("no images to measure agreement on")
+    return {
+        "images": images,
+        "pixel_agreement": same / total,
+        "min_pixel_agreement": worst,
+        "miou_fp32": matrices[0].miou() if labelled else None,
+        "miou_int8": matrices[1].miou() if labelled else None,
+    }

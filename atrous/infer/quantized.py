@@ -19,7 +19,7 @@ has such a record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,63 +139,6 @@ def save_quantized(
     record_path = target / f"{stem}.json"
     write_record(record_path, stem, [ranges_path], details)
     return record_path
-
-
-def agreement(
-    reference: Callable[[torch.Tensor], torch.Tensor],
-    candidate: Callable[[torch.Tensor], torch.Tensor],
-    samples: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
-    *,
-    num_classes: int,
-    ignore_index: int = 255,
-    progress: Callable[[int], object] | None = None,
-) -> dict[str, Any]:
-    """Pixel agreement of ``candidate``'s labels with ``reference``'s, and both mIoUs where
-    the samples carry masks.
-
-    Args:
-        reference, candidate: runners (``x -> logits``) of the same model.
-        samples: ``(image, mask)`` pairs, ``image`` normalised ``CxHxW`` or ``1xCxHxW``;
-            ``mask`` None for unlabelled images.
-        num_classes, ignore_index: for the confusion matrices.
-        progress: called with 1 after each image.
-
-    Returns:
-        ``images``, ``pixel_agreement``, the worst image's ``min_pixel_agreement``, and
-        ``miou_fp32``/``miou_int8`` (None without masks).
-    """
-    from atrous.engine.metrics import ConfusionMatrix
-    from atrous.infer.logits import class_labels, model_logits
-
-    matrices = [ConfusionMatrix(num_classes, ignore_index=ignore_index) for _ in range(2)]
-    same = total = images = 0
-    worst = 1.0
-    labelled = True
-    with torch.inference_mode():
-        for image, mask in samples:
-            x = image if image.dim() == 4 else image[None]
-            want = class_labels(model_logits(reference(x)).float())
-            got = class_labels(model_logits(candidate(x)).float())
-            equal = int((want == got).sum())
-            same, total, images = same + equal, total + want.numel(), images + 1
-            worst = min(worst, equal / want.numel())
-            if mask is None:
-                labelled = False
-            else:
-                target = mask if mask.dim() == 3 else mask[None]
-                matrices[0].update(want, target)
-                matrices[1].update(got, target)
-            if progress is not None:
-                progress(1)
-    if images == 0:
-        raise ValueError("no images to measure agreement on")
-    return {
-        "images": images,
-        "pixel_agreement": same / total,
-        "min_pixel_agreement": worst,
-        "miou_fp32": matrices[0].miou() if labelled else None,
-        "miou_int8": matrices[1].miou() if labelled else None,
-    }
 
 
 def median_ms(runner: Callable[[torch.Tensor], object], x: torch.Tensor, runs: int = 10) -> float:
