@@ -68,6 +68,21 @@ class Predictor:
         batch_size: windows per forward in slide mode; images per forward in
             ``predict_batch`` for whole mode.
         fast: run ``atrous.infer.fast.prepare_for_cpu`` on the model first (CPU only).
+
+    Example:
+        ```python
+        import numpy as np
+
+        from atrous.infer import Predictor
+        from atrous.models import build_model
+
+        model = build_model("dilated_net", num_classes=3, width=8, rates=(1, 2, 4))
+        image = np.zeros((48, 64, 3), dtype=np.uint8)  # HxWx3 uint8 RGB
+        labels = Predictor(model).predict(image)
+        print(labels.shape, labels.dtype)
+        windows = Predictor(model, mode="slide", window=32)  # bounded memory
+        print(windows.predict_proba(image).shape)  # CxHxW probabilities
+        ```
     """
 
     def __init__(

@@ -31,6 +31,8 @@ from atrous.infer.cache import artifact_folder, read_record, verify_record, weig
 
 LOGGER = logging.getLogger(__name__)
 
+__all__ = ["Quantized", "find_quantized", "guard", "median_ms", "save_quantized", "summarize"]
+
 QUANTIZED_KIND = "int8"
 # A quantisation that loses more than this is refused unless forced.
 MAX_MIOU_DROP = 0.005  # 0.5 mIoU points

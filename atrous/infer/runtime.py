@@ -32,6 +32,17 @@ from torch import nn
 
 LOGGER = logging.getLogger(__name__)
 
+__all__ = [
+    "PRECISIONS",
+    "RUNTIMES",
+    "RuntimeChoice",
+    "RuntimeUnavailableError",
+    "build_runner",
+    "choose",
+    "cpu_name",
+    "native_bf16",
+]
+
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8", "auto")
 # Compiling for one shape takes ~6 s (camvid, 360x480, 2 cores) and saves ~50 ms per image
@@ -122,6 +133,20 @@ def choose(
     varied_shapes: bool = False,
 ) -> RuntimeChoice:
     """The path ``model`` will run on (see the module docstring for ``auto``).
+
+    Example:
+        ```python
+        import torch
+
+        from atrous.infer.runtime import build_runner, choose
+        from atrous.models import build_model
+
+        model = build_model("dilated_net", num_classes=3, width=8, rates=(1, 2, 4))
+        choice = choose(model, "torch", "auto", images=5)  # few images: nothing compiled
+        print(choice.runtime, choice.precision, choice.compiled)
+        runner = build_runner(model, choice)
+        print(runner(torch.randn(1, 3, 32, 32)).shape)
+        ```
 
     Args:
         images: how many images will be run, when known (few: no compiling).

@@ -23,6 +23,20 @@ def colorize(mask: np.ndarray, palette: Palette) -> Image.Image:
     Palette PNGs keep the labels themselves (readable back with ``np.asarray``) while
     viewers show colours, which is how VOC distributes its masks.
 
+    Example:
+        ```python
+        import numpy as np
+
+        from atrous.infer import colorize, overlay
+
+        mask = np.array([[0, 1, 1], [2, 2, 0]])
+        palette = [(0, 0, 0), (255, 0, 0), (0, 128, 0)]
+        image = colorize(mask, palette)  # mode P: the labels, shown in colour
+        print(image.mode, np.asarray(image).tolist())
+        photo = np.full((2, 3, 3), 200, dtype=np.uint8)
+        print(np.asarray(overlay(photo, mask, palette, alpha=0.5))[0, 1].tolist())
+        ```
+
     Raises:
         ValueError: mask not 2-D, or labels outside ``0..255``.
     """

@@ -41,6 +41,8 @@ MAIN_ENTRY_POINTS = {
     ],
     "atrous.data": ["build_dataset", "check_dataset", "train_transforms"],
     "atrous.engine": ["load_config", "train", "evaluate", "ConfusionMatrix"],
+    "atrous.infer": ["Predictor", "colorize"],
+    "atrous.infer.runtime": ["choose"],
 }
 EXAMPLE = re.compile(r"^Examples?:\n((?:[ \t]+.*\n|\n)+)", flags=re.M)
 FENCE = re.compile(r"```python\n(.*?)```", flags=re.S)
