@@ -21,6 +21,13 @@ from atrous.infer.runtime import (
 from atrous.models import build_model
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch) -> None:
+    """Saved quantisations are keyed by the weights, and every test here builds the same
+    seeded model: each test gets its own cache so none sees another's record."""
+    monkeypatch.setenv("ATROUS_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def model() -> torch.nn.Module:
     return build_model("fcn", num_classes=3, backbone="resnet18").eval()
