@@ -30,15 +30,18 @@ demo: $(STAMP)
 	$(BIN)/atrous demo --out runs/demo
 
 ## make test: create .venv with the dev extras and run the test suite (slow tests excluded).
+## The tests that load OpenVINO run in a process of their own (see the marker in pyproject.toml).
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not openvino" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "openvino and not slow" $(PYTEST_ARGS)
 
 ## make test-slow: only the tests marked slow (none at present; exit 5 = none collected is fine here).
 test-slow: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-all: $(DEV_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not openvino" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "openvino" $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check atrous tests benchmarks

@@ -30,6 +30,10 @@ from atrous.infer.bench import (
 
 from .conftest import TinyASPPNet
 
+# OpenVINO loaded in the same process as the rest of the suite crashed it hundreds of tests
+# later (a segfault, not reproduced in smaller runs): make test runs these on their own.
+pytestmark = pytest.mark.openvino
+
 DEPLOY_KEYS = [
     "eager",
     "fp32-eager",

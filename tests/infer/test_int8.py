@@ -108,6 +108,7 @@ def test_int8_masks_agree_with_fp32_on_camvid(camvid_root) -> None:
     assert min(agree) > 0.97, agree  # 0.9892 mean, 0.973 worst over all 101 frames
 
 
+@pytest.mark.openvino
 def test_openvino_int8_masks_agree_with_fp32_on_camvid(camvid_root) -> None:
     """OpenVINO's NNCF int8 through the runtime layer, same calibration frames."""
     pytest.importorskip("openvino")

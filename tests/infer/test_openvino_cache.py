@@ -25,6 +25,8 @@ from atrous.infer.openvino import (
 )
 from atrous.models import build_model
 
+pytestmark = pytest.mark.openvino  # run in their own process by make test (pyproject.toml)
+
 SIZE = (1, 3, 64, 64)
 
 

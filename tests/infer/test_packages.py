@@ -35,6 +35,7 @@ def test_cached_openvino_model_without_openvino_says_what_to_install(
         cached_openvino_model(model, precision="fp32", example=torch.zeros(1, 3, 8, 8))
 
 
+@pytest.mark.openvino  # imports the real openvino: its own process under make test
 def test_quantising_without_nncf_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from atrous.infer.openvino import cached_openvino_model
 

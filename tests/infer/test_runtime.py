@@ -135,7 +135,7 @@ def test_unknown_names_are_refused(model) -> None:
 @pytest.mark.parametrize(
     "runtime, precision, threshold",
     [("torch", "fp32", 0.999), ("torch", "bf16", 0.99), ("onnxruntime", "fp32", 0.999),
-     ("openvino", "fp32", 0.999)],
+     pytest.param("openvino", "fp32", 0.999, marks=pytest.mark.openvino)],
 )  # fmt: skip
 def test_each_path_agrees_with_eager_fp32_on_camvid(camvid_root, runtime, precision, threshold):
     """Eager runners (no compile) of the shipped model on frames of a held-out drive."""
