@@ -162,6 +162,8 @@ def choose(
     if precision != "auto":
         compiled = compile_ok or precision == "int8"
         reason = "as asked" if compiled or runtime != "torch" else f"as asked; {why_eager}"
+        if precision == "int8":
+            reason += f"; {_int8_accuracy(model, runtime)}"
         return RuntimeChoice(runtime, precision, compiled, reason)
     if runtime == "onnxruntime":
         return RuntimeChoice(runtime, "fp32", False, "ONNX Runtime runs fp32 here")
@@ -182,6 +184,18 @@ def choose(
     if not compile_ok:
         reason += f"; {why_eager}"
     return RuntimeChoice("torch", "fp32", compile_ok, reason)
+
+
+def _int8_accuracy(model: nn.Module, runtime: str) -> str:
+    """What the saved quantisation of ``runtime``'s int8 measured, or that none did."""
+    from atrous.infer.quantized import find_quantized, summarize
+
+    saved = find_quantized(model)
+    key = "openvino_int8" if runtime == "openvino" else "accuracy"
+    accuracy = None if saved is None else saved.record.get(key)
+    if not accuracy:
+        return "its agreement with fp32 was not measured (atrous quantize measures it)"
+    return summarize({"accuracy": accuracy})
 
 
 def _fastest_measured(saved: Any) -> RuntimeChoice:
