@@ -100,7 +100,7 @@ class _UsageError(Exception):
     """A bad argument or model: printed as ``error: ...`` with exit status 2."""
 
 
-def _load_runner(args: argparse.Namespace, images: int) -> tuple[object, object | None]:
+def _load_runner(args: argparse.Namespace, images: int | None) -> tuple[object, object | None]:
     """The model the predictor runs and the model that supplies class names and palette.
 
     Raises:
@@ -130,7 +130,7 @@ def _load_runner(args: argparse.Namespace, images: int) -> tuple[object, object 
         metadata_model = load_model("camvid")
     if args.device != "cpu":  # the runtimes and precisions here are CPU paths
         return metadata_model, metadata_model
-    if args.fast or args.compile:  # the aliases of atrous 0.2
+    if args.fast or args.compile:  # the flags from before --precision, kept as aliases
         from atrous.infer.fast import prepare_for_cpu
 
         backend = "compile" if args.compile else "eager"
