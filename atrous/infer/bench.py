@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import importlib
 import logging
 import statistics
 import tempfile
@@ -267,18 +266,10 @@ Size = tuple[int, int]
 def check_packages(key: str) -> None:
     """Raise ``MissingPackageError`` naming what to install when ``key``'s runtime
     cannot be imported."""
+    from atrous.infer.packages import require_packages
+
     packages, extra = REQUIREMENTS.get(key, ((), ""))
-    missing = []
-    for package in packages:
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            missing.append(package)
-    if missing:
-        raise MissingPackageError(
-            f"{key} ({VARIANT_NAMES[key]}) needs {', '.join(missing)}, not installed "
-            f"(pip install 'atrous[{extra}]')"
-        )
+    require_packages(packages, extra=extra, purpose=f"{key} ({VARIANT_NAMES[key]})")
 
 
 def parse_size(text: str | int | Sequence[int]) -> Size:
